@@ -1,4 +1,4 @@
-"""Build the shipped hierarchies in hierarchies/ from WordNet and the ImageNet synset lists timm ships.
+"""Build the shipped hierarchies (hierarchies/*.json) from WordNet and the synset lists of timm.
 
     python scripts/build_hierarchies.py            # imagenet-1k and imagenet-12k
 """

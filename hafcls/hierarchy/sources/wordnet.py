@@ -7,7 +7,9 @@ through different parents):
 
 - ``rule="shortest"`` (default): the hypernym closest to the root (smallest ``min_depth``), ties
   broken by synset name; this gives the shallowest tree.
-- ``rule="first"``: nltk's first hypernym (``hypernyms()`` then ``instance_hypernyms()``).
+- ``rule="first"``: the first hypernym pointer (``@`` or ``@i``) listed in the WordNet data file.
+  (nltk's ``hypernyms()`` order comes from a set and changes between processes, so the file is
+  read directly.)
 
 ``prune_chains=True`` removes internal non-class nodes with a single child (unary chains), which
 shortens paths and so changes distances; both options are recorded in the hierarchy's ``meta``.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,7 +120,9 @@ def load_wordnet():
     root = prepare_system_wordnet(src)
     if str(root) not in nltk.data.path:
         nltk.data.path.append(str(root))
-    return WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
+    with warnings.catch_warnings():  # "multilingual functions not available": no OMW, by design
+        warnings.simplefilter("ignore", UserWarning)
+        return WordNetCorpusReader(nltk.data.find("corpora/wordnet"), None)
 
 
 def _synset(wn, wnid: str):
@@ -127,12 +132,35 @@ def _synset(wn, wnid: str):
             "use ImageNet-style ids: 'n' followed by 8 digits, e.g. n01440764.",
         )
     try:
-        return wn.synset_from_pos_and_offset("n", int(wnid[1:]))
-    except Exception:  # nltk raises several types for a bad offset
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            synset = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
+    except Exception:  # older nltk raises (several types) for a bad offset, newer returns None
+        synset = None
+    if synset is None:
         raise HafclsError(
             f"{wnid!r} is not a synset in this WordNet.",
             "check the id against WordNet 3.0 (the version ImageNet uses).",
-        ) from None
+        )
+    return synset
+
+
+def _hypernym_offsets_in_file_order(wn, synset) -> list[int]:
+    """Offsets of a noun synset's hypernym pointers in the order the data file lists them.
+
+    A data line reads ``offset lex ss_type w_cnt (word lex_id)*w_cnt p_cnt
+    (symbol offset pos src/tgt)*p_cnt ...`` with counts w_cnt in hex and p_cnt in decimal.
+    """
+    f = wn._data_file("n")
+    f.seek(synset.offset())
+    line = f.readline()
+    fields = (line.decode("utf-8") if isinstance(line, bytes) else line).split()
+    w_cnt = int(fields[3], 16)
+    i = 4 + 2 * w_cnt
+    p_cnt = int(fields[i])
+    ptrs = fields[i + 1 : i + 1 + 4 * p_cnt]
+    return [int(ptrs[j + 1]) for j in range(0, len(ptrs), 4)
+            if ptrs[j] in ("@", "@i") and ptrs[j + 2] == "n"]
 
 
 def wnid_of(synset) -> str:
@@ -158,12 +186,11 @@ def wordnet(
     wn = load_wordnet()
 
     def parent_of(s):
-        hyper = s.hypernyms() + s.instance_hypernyms()
-        if not hyper:
-            return None
         if rule == "first":
-            return hyper[0]
-        return min(hyper, key=lambda p: (p.min_depth(), p.name()))
+            offsets = _hypernym_offsets_in_file_order(wn, s)
+            return wn.synset_from_pos_and_offset("n", offsets[0]) if offsets else None
+        hyper = s.hypernyms() + s.instance_hypernyms()
+        return min(hyper, key=lambda p: (p.min_depth(), p.name())) if hyper else None
 
     edges: dict[str, str] = {}
     names: dict[str, str] = {}
