@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from hafcls.errors import HafclsError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
@@ -14,8 +16,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     The rename is atomic on POSIX, so a crash leaves either the old file or the new one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise HafclsError(f"{path} is a folder.", "give a file name for the output.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise HafclsError(
+            f"Cannot create the folder {path.parent}: a file is in the way.",
+            "choose another output path.",
+        ) from None
+    except PermissionError:
+        raise HafclsError(
+            f"No permission to write in {path.parent}.", "choose a folder you can write to."
+        ) from None
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)

@@ -32,9 +32,9 @@ def show(name_or_file: str, n_classes: int) -> None:
 
 
 def _read_ids(path: Path) -> list[str]:
-    if not path.is_file():
-        raise HafclsError(f"No such file: {path}.", "give a file with one WordNet id per line.")
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    from hafcls.hierarchy.tree import read_text
+
+    ids = [line.split()[0] for line in read_text(path).splitlines() if line.strip()]
     if not ids:
         raise HafclsError(f"{path} lists no WordNet ids.", "write one id (n01440764) per line.")
     return ids

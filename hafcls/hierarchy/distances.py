@@ -21,7 +21,10 @@ _BLOCK_ELEMENTS = 1 << 25  # rows per block chosen so one comparison is ~32M ele
 
 
 def _small_int_dtype(max_value: int) -> np.dtype:
-    return np.dtype(np.uint8) if max_value <= np.iinfo(np.uint8).max else np.dtype(np.int16)
+    for dtype in (np.uint8, np.int16, np.int32):
+        if max_value <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def lca_depth_matrix(h: Hierarchy) -> np.ndarray:
@@ -63,7 +66,7 @@ def distance_matrix(h: Hierarchy, kind: str = "published") -> np.ndarray:
     k = h.num_classes
     if kind == "published":
         dtype = _small_int_dtype(h.height)
-        d = (h.height - lca.astype(np.int16)).astype(dtype)
+        d = (h.height - lca.astype(np.int64)).astype(dtype)
     else:
         heights = node_heights(h)
         dtype = _small_int_dtype(int(heights.max()))

@@ -373,7 +373,7 @@ class Hierarchy:
         Blank lines and lines starting with ``#`` are ignored.
         """
         path = Path(path)
-        text = _read_text(path)
+        text = read_text(path)
         edges = []
         for lineno, line in enumerate(text.splitlines(), start=1):
             line = line.strip()
@@ -425,6 +425,12 @@ class Hierarchy:
                     f"The hierarchy file has no list under {key!r}.",
                     "regenerate it with `hafcls hierarchy build`.",
                 )
+        for key in ("names", "meta"):
+            if not isinstance(data.get(key) or {}, Mapping):
+                raise HafclsError(
+                    f"The hierarchy file's {key!r} must be a JSON object (a mapping).",
+                    "regenerate it with `hafcls hierarchy build`.",
+                )
         if any(not isinstance(e, list) or len(e) != 2 for e in data["edges"]):
             raise HafclsError(
                 "The hierarchy file's \"edges\" must be [parent, child] pairs.",
@@ -450,7 +456,7 @@ class Hierarchy:
     def from_json(cls, path: str | os.PathLike) -> Hierarchy:
         path = Path(path)
         try:
-            data = json.loads(_read_text(path))
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise HafclsError(
                 f"{path} is not valid JSON ({err.msg} at line {err.lineno}).",
@@ -460,7 +466,8 @@ class Hierarchy:
 
 
 # ---------------------------------------------------------------------- validation
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A user's text file as str; pickles, binaries and non-UTF-8 files are clear errors."""
     if not path.is_file():
         raise HafclsError(f"No such file: {path}.", "check the path.")
     raw = path.read_bytes()
