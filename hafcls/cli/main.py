@@ -1,20 +1,43 @@
-"""The ``hafcls`` command: one click group, sub-commands registered from their own modules.
+"""The ``hafcls`` command: one click group whose sub-commands live in their own modules.
 
+Sub-commands load on first use, so ``hafcls hierarchy show`` does not pay for importing torch.
 Every :class:`~hafcls.errors.HafclsError` (bad user input) becomes a one-paragraph message on
 stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from hafcls.errors import HafclsError
 
+# command name -> "module:attribute"
+COMMANDS = {
+    "hierarchy": "hafcls.cli.hierarchy:hierarchy",
+    "frame": "hafcls.cli.frame:command",
+    "train": "hafcls.cli.train:command",
+    "evaluate": "hafcls.cli.evaluate:command",
+    "predict": "hafcls.cli.predict:command",
+    "quickstart": "hafcls.cli.quickstart:command",
+    "compare": "hafcls.cli.compare:command",
+    "plot": "hafcls.cli.plot:command",
+}
+
 
 class HafclsGroup(click.Group):
-    """A click group that turns user-input errors into exit code 2 with a clear message."""
+    """Lazily loaded sub-commands; user-input errors exit with code 2 and a clear message."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS and name not in self.commands:
+            module, attr = COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -29,22 +52,6 @@ class HafclsGroup(click.Group):
 def cli() -> None:
     """Hierarchy-aware image classification: label trees, frames, training and evaluation."""
 
-
-def _register() -> None:
-    from hafcls.cli import hierarchy as hierarchy_cmds
-
-    cli.add_command(hierarchy_cmds.hierarchy)
-    for module in ("frame", "train", "evaluate", "predict", "quickstart", "compare", "plot"):
-        try:
-            mod = __import__(f"hafcls.cli.{module}", fromlist=["command"])
-        except ModuleNotFoundError as err:
-            if err.name != f"hafcls.cli.{module}":
-                raise
-            continue
-        cli.add_command(mod.command)
-
-
-_register()
 
 if __name__ == "__main__":
     cli()
