@@ -1,0 +1,424 @@
+"""Exact tree-structured Hierarchy-Aware Frames (METHODS.md §3), with no eigendecomposition.
+
+The target cosine of two classes depends only on their lowest common ancestor (LCA):
+``S_ij = g(LCA(i, j))`` with ``g(v) = (1 - s_min) exp(-gamma delta(v) / d_max) + s_min`` and
+``delta(v)`` the distance of a pair whose LCA is ``v``. ``g`` strictly decreases going up, so S is
+a sum of non-negative rank-one blocks, one per tree node, plus a diagonal:
+
+* one coordinate per internal node ``v`` below the *top* node, weight ``c_v = g(v) - g(parent)``;
+* one private coordinate per class, weight ``q_i = 1 - g(attach(i))`` (``attach`` is the class's
+  own node when it is internal, else its parent: a leaf's node coordinate is used by that class
+  alone, so it is merged into the private one, which keeps every ``q_i > 0``);
+* one shared coordinate of weight ``g(top)`` when ``g(top) > 0``.
+
+The *top* is the deepest node that every class path passes through and that can still be an LCA
+(the root, unless the root is a non-class node with a single child). Nodes above it never occur as
+an LCA, so they get no coordinate and ``d_max = delta(top)``.
+
+``w_i = sum_v sqrt(c_v) e_v + sqrt(q_i) e_priv(i) (+ sqrt(g(top)) e_top)`` gives ``W'^T W' = S'``
+exactly, with ``depth + 1`` non-zeros per column. When ``g(top) = -a < 0``, ``S = S' - a 11^T``
+with ``S'`` positive definite; solving ``S' alpha = 1`` by Sherman-Morrison up the tree gives
+``sigma = 1^T alpha``: S is PSD iff ``a sigma <= 1``, and ``W = W' - kappa y 1^T`` with
+``y = W' alpha``, ``kappa = a / (1 + sqrt(1 - a sigma))`` has ``W^T W = S`` exactly.
+
+The same solve with every private weight shifted by ``-mu`` decides whether the smallest eigenvalue
+of S exceeds ``mu`` in O(#nodes), which is how the paper's eigenvalue grid rule is reproduced.
+
+Everything here loops over tree *depth* (about 20 levels) with numpy work over nodes or classes
+inside; the only loops over classes are the row fills (:meth:`TreeSimilarity.similarity_rows`,
+:meth:`TreeSimilarity.lca_depth_rows`), one vectorised row of length K per class, which build
+dense K x K matrices without a K x K x depth intermediate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+from hafcls.errors import HafclsError
+from hafcls.hierarchy import Hierarchy
+
+DISTANCES = ("published", "lca_height")
+_THREADS = min(8, os.cpu_count() or 1)
+
+
+def similarity_function(gamma: float, s_min: float, d_max: float):
+    """``f(delta) = (1 - s_min) exp(-gamma delta / d_max) + s_min``, numpy-vectorised."""
+
+    def f(delta):
+        return (1.0 - s_min) * np.exp(-gamma * np.asarray(delta, dtype=np.float64) / d_max) + s_min
+
+    return f
+
+
+@dataclass
+class TreeFactor:
+    """The exact frame in factored form: ``W = W' - kappa * y 1^T`` (d x K).
+
+    ``matrix`` is ``W'`` (scipy CSR, float64, ``depth + 1`` non-zeros per column); ``shift`` is
+    ``y`` (length d) or ``None`` when ``g(top) >= 0`` (then ``W = W'``). Logits for features ``h``
+    stay sparse: ``W^T h = W'^T h - kappa (y^T h) 1``.
+    """
+
+    matrix: sp.csr_matrix
+    shift: np.ndarray | None
+    kappa: float
+    num_internal: int
+    has_top: bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """``W x`` for a K-vector or a K x m matrix."""
+        out = self.matrix @ x
+        if self.shift is not None:
+            total = x.sum(axis=0)
+            out = out - self.kappa * np.multiply.outer(self.shift, total)
+        return out
+
+    def rmatvec(self, z: np.ndarray) -> np.ndarray:
+        """``W^T z`` for a d-vector or a d x m matrix."""
+        out = self.matrix.T @ z
+        if self.shift is not None:
+            out = out - self.kappa * (self.shift @ z)
+        return out
+
+    def gram_operator(self) -> LinearOperator:
+        """``S x = W^T (W x)`` as a scipy ``LinearOperator`` (for Lanczos)."""
+        k = self.shape[1]
+        return LinearOperator(
+            (k, k),
+            matvec=lambda x: self.rmatvec(self.matvec(x)),
+            matmat=lambda x: self.rmatvec(self.matvec(x)),
+            dtype=np.float64,
+        )
+
+    def to_dense(self, dtype=np.float32) -> np.ndarray:
+        """The dense ``d x K`` weight, written once in ``dtype`` (no float64 ``d x K`` copy).
+
+        Every entry off the sparse pattern is ``-kappa y_r`` (row r), so the array is filled row by
+        row with that value, then the ``depth + 1`` pattern entries per column are set, each
+        computed in float64 before the cast.
+        """
+        d, k = self.shape
+        coo = self.matrix.tocoo()
+        if self.shift is None:
+            out = np.zeros((d, k), dtype=dtype)
+            out[coo.row, coo.col] = coo.data
+            return out
+        out = np.empty((d, k), dtype=dtype)
+        fill = (-self.kappa * self.shift).astype(dtype)[:, None]
+
+        def write(rows: slice) -> None:  # memory-bound; threads share the page-fault work
+            out[rows] = fill[rows]
+
+        step = max(1, -(-d // (4 * _THREADS)))
+        chunks = [slice(a, a + step) for a in range(0, d, step)]
+        if _THREADS > 1 and d * k > 1 << 22:
+            with ThreadPoolExecutor(_THREADS) as pool:
+                list(pool.map(write, chunks))
+        else:
+            out[...] = fill
+        out[coo.row, coo.col] = coo.data - self.kappa * self.shift[coo.row]
+        return out
+
+
+class TreeSimilarity:
+    """The tree structure of a hierarchy's target cosines, independent of ``gamma`` and ``s_min``.
+
+    Parameters
+    ----------
+    hierarchy:
+        Any :class:`~hafcls.hierarchy.Hierarchy` with at least two classes.
+    distance:
+        ``"published"`` (``H - depth(LCA)``, the default everywhere) or ``"lca_height"``.
+    """
+
+    def __init__(self, hierarchy: Hierarchy, distance: str = "published"):
+        if not isinstance(hierarchy, Hierarchy):
+            raise HafclsError(
+                f"Expected a hafcls Hierarchy, got {type(hierarchy).__name__}.",
+                "build one with hafcls.hierarchy.load(...) or Hierarchy.from_edges(...).",
+            )
+        if distance not in DISTANCES:
+            raise HafclsError(
+                f"Unknown distance {distance!r}.", f"use one of {', '.join(DISTANCES)}."
+            )
+        h = hierarchy
+        if h.num_classes < 2:
+            raise HafclsError(
+                f"A frame needs at least 2 classes; the hierarchy has {h.num_classes}.",
+                "add classes to the hierarchy.",
+            )
+        self.hierarchy = h
+        self.distance = distance
+        parents, depths = h.parents, h.node_depths
+        n = h.num_nodes
+        self.num_classes = k = h.num_classes
+        self.parents = parents
+        self.depths = depths
+        n_children = np.bincount(parents[parents >= 0], minlength=n)
+        is_class = np.zeros(n, dtype=bool)
+        is_class[h.class_nodes] = True
+
+        # walk down the root's unary chain of non-class nodes: those can never be an LCA
+        top = 0
+        while n_children[top] == 1 and not is_class[top]:
+            top = int(np.flatnonzero(parents == top)[0])
+        self.top = top
+
+        if distance == "published":
+            delta = (h.height - depths).astype(np.float64)
+        else:
+            from hafcls.hierarchy.distances import node_heights
+
+            delta = node_heights(h).astype(np.float64)
+        self.delta = delta
+        self.d_max = float(delta[top])
+
+        cn = h.class_nodes
+        self.attach = np.where(n_children[cn] > 0, cn, parents[cn])
+        internal = (n_children > 0) & (depths > depths[top])
+        self.coord_nodes = np.flatnonzero(internal)  # BFS order
+        self.coord_index = np.full(n, -1, dtype=np.int64)
+        self.coord_index[self.coord_nodes] = np.arange(len(self.coord_nodes))
+        top_depth = int(depths[top])
+        cdepth = depths[self.coord_nodes]
+        max_depth = int(cdepth.max()) if len(cdepth) else top_depth
+        # coordinate nodes grouped by depth, deepest first (the Sherman-Morrison sweep order)
+        self.levels = [self.coord_nodes[cdepth == t] for t in range(max_depth, top_depth, -1)]
+        self.top_depth = top_depth
+
+        # preorder of the classes (a class before its descendants) and the LCA depth of each
+        # consecutive pair: depth(LCA(i, j)) is the minimum of those between i and j.
+        anc = h.ancestor_matrix
+        own_depth = depths[cn]
+        t = np.arange(anc.shape[1])
+        keys = np.where(t[None, :] <= own_depth[:, None], anc, -1)
+        self.order = np.lexsort(keys[:, ::-1].T)
+        self.position = np.empty(k, dtype=np.int64)
+        self.position[self.order] = np.arange(k)
+        sk = keys[self.order]
+        first_diff = np.argmin(sk[:-1] == sk[1:], axis=1)
+        small = np.uint8 if anc.shape[1] <= 255 else np.int16
+        self.lcp = (first_diff - 1).astype(small)
+        self.own_depth = own_depth.astype(small)
+        self.depth_dtype = small
+        self.lcp_nodes = anc[self.order[:-1], self.lcp.astype(np.intp)]
+
+    # ------------------------------------------------------------------ similarity values
+    def g(self, gamma: float, s_min: float) -> np.ndarray:
+        """``g(v)`` for every node (the target cosine of a pair whose LCA is ``v``)."""
+        return similarity_function(gamma, s_min, self.d_max)(self.delta)
+
+    def weights(self, gamma: float, s_min: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(c, q, g_top)``: per-node coordinate weights (0 off coordinates), private weights."""
+        g = self.g(gamma, s_min)
+        c = np.zeros_like(g)
+        nodes = self.coord_nodes
+        c[nodes] = g[nodes] - g[self.parents[nodes]]
+        q = 1.0 - g[self.attach]
+        return c, q, float(g[self.top])
+
+    def solve_ones(self, c: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(sigma, alpha)`` with ``S' alpha = 1`` and ``sigma = 1^T alpha``, in O(#nodes).
+
+        ``S' = diag(q) + sum_v c_v 1_v 1_v^T`` (v over coordinate nodes). Sherman-Morrison per node
+        from the deepest level up: ``Sigma_v`` sums the children's ``sigma_u`` and ``1/q_i`` of the
+        classes attached at v; ``sigma_v = Sigma_v / (1 + c_v Sigma_v)``; then
+        ``alpha_i = (1/q_i) prod_v 1/(1 + c_v Sigma_v)`` over i's path.
+        """
+        n = len(self.parents)
+        acc = np.bincount(self.attach, weights=1.0 / q, minlength=n)
+        factor = np.ones(n)
+        for nodes in self.levels:
+            s_v = acc[nodes]
+            denom = 1.0 + c[nodes] * s_v
+            factor[nodes] = 1.0 / denom
+            acc += np.bincount(self.parents[nodes], weights=s_v / denom, minlength=n)
+        sigma = float(acc[self.top])
+        prod = np.ones(n)
+        for nodes in reversed(self.levels):
+            prod[nodes] = prod[self.parents[nodes]] * factor[nodes]
+        alpha = prod[self.attach] / q
+        return sigma, alpha
+
+    def min_eig_exceeds(self, gamma: float, s_min: float, mu: float) -> bool:
+        """Exactly whether the smallest eigenvalue of S is strictly greater than ``mu``.
+
+        ``S - mu I = (S' - mu I) - a 11^T``; ``S' - mu I`` keeps the tree form with private weights
+        ``q - mu``. Valid for ``mu < min(q)`` (always true for ``mu <= 0``); a larger ``mu`` raises.
+        """
+        c, q, g_top = self.weights(gamma, s_min)
+        qs = q - mu
+        if qs.min() <= 0:
+            raise ValueError(f"mu={mu} is not below the smallest private weight {q.min()}")
+        if g_top >= 0:
+            return True  # diag(q - mu) > 0 plus PSD rank-one terms: S - mu I is positive definite
+        sigma, _ = self.solve_ones(c, qs)
+        # S - mu I = S'_mu + g_top 11^T with S'_mu positive definite
+        return bool(g_top * sigma > -1.0)
+
+    # ------------------------------------------------------------------ the frame
+    def factor(self, gamma: float, s_min: float) -> tuple[TreeFactor, dict]:
+        """The exact sparse factor of S and a small info dict (``a_sigma``, ``clipped``)."""
+        c, q, g_top = self.weights(gamma, s_min)
+        h = self.hierarchy
+        k = self.num_classes
+        anc = h.ancestor_matrix
+        has_top = g_top > 0
+        n_int = len(self.coord_nodes)
+        offset = 1 if has_top else 0
+        attach_depth = self.depths[self.attach]
+        rows, cols, vals = [], [], []
+        if has_top:
+            rows.append(np.zeros(k, dtype=np.int64))
+            cols.append(np.arange(k))
+            vals.append(np.full(k, np.sqrt(g_top)))
+        for t in range(self.top_depth + 1, int(attach_depth.max()) + 1):
+            cls = np.flatnonzero(attach_depth >= t)
+            nodes = anc[cls, t]
+            rows.append(offset + self.coord_index[nodes])
+            cols.append(cls)
+            vals.append(np.sqrt(c[nodes]))
+        rows.append(offset + n_int + np.arange(k))
+        cols.append(np.arange(k))
+        vals.append(np.sqrt(q))
+        d = offset + n_int + k
+        matrix = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(d, k)
+        )
+        info = {"num_coordinates": d, "g_top": g_top, "a_sigma": None, "clipped": False}
+        shift, kappa = None, 0.0
+        if g_top < 0:
+            a = -g_top
+            sigma, alpha = self.solve_ones(c, q)
+            disc = 1.0 - a * sigma
+            info["a_sigma"] = a * sigma
+            if disc < 0:  # within the eigenvalue tolerance the grid rule accepts
+                info["clipped"] = True
+                disc = 0.0
+            kappa = a / (1.0 + np.sqrt(disc))  # = (1 - sqrt(1 - a sigma)) / sigma, no cancellation
+            shift = matrix @ alpha
+        return TreeFactor(matrix, shift, float(kappa), n_int, has_top), info
+
+    # ------------------------------------------------------------------ dense K x K output
+    def lca_depth_rows(self, block: int = 256) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(rows, depths)``: LCA depths of classes ``rows`` (a slice) against all classes.
+
+        ``depths[r, j] = depth(LCA(rows.start + r, j))`` (small ints, class order; the diagonal
+        holds the class's own depth). One running minimum over the preorder per class, so no
+        K x K x depth intermediate; the buffer is reused, copy what you keep.
+        """
+        k = self.num_classes
+        lcp, own, pos = self.lcp, self.own_depth, self.position
+        buf = np.empty((block, k), dtype=self.depth_dtype)
+        for start in range(0, k, block):
+            stop = min(start + block, k)
+            pre = buf[: stop - start]
+            for r, i in enumerate(range(start, stop)):
+                p, row = pos[i], pre[r]
+                if p + 1 < k:
+                    np.minimum.accumulate(lcp[p:], out=row[p + 1 :])
+                if p > 0:
+                    row[:p] = np.minimum.accumulate(lcp[:p][::-1])[::-1]
+                row[p] = own[i]
+            yield slice(start, stop), pre[:, pos]
+
+    def lca_node_rows(self, block: int = 256) -> Iterator[tuple[slice, np.ndarray]]:
+        """Like :meth:`lca_depth_rows` but yielding LCA node indices (into ``hierarchy.nodes``)."""
+        anc = self.hierarchy.ancestor_matrix
+        for rows, depth in self.lca_depth_rows(block):
+            yield rows, np.take_along_axis(anc[rows], depth.astype(np.intp), axis=1)
+
+    def similarity_rows(
+        self, gamma: float, s_min: float, dtype=np.float64, block: int = 256,
+        rows: slice | None = None,
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(rows, S[rows])`` blocks of the target (unit diagonal), in class order.
+
+        g strictly decreases going up, and the LCA of two classes is the shallowest of the
+        consecutive-pair LCAs between them in preorder, so ``S_ij`` is the *minimum* of g over those
+        pairs: one running minimum of floats per row, then one gather into class order. No depth
+        table, no distance matrix. ``rows`` restricts the classes (default all). The yielded
+        buffer is reused; copy what you keep.
+        """
+        k = self.num_classes
+        g_pairs = self.g(gamma, s_min)[self.lcp_nodes].astype(dtype)
+        pos = self.position
+        rows = rows or slice(0, k)
+        pre = np.empty(k, dtype=dtype)
+        out = np.empty((min(block, rows.stop - rows.start), k), dtype=dtype)
+        for start in range(rows.start, rows.stop, block):
+            stop = min(start + block, rows.stop)
+            for r, i in enumerate(range(start, stop)):
+                p = pos[i]
+                if p + 1 < k:
+                    np.minimum.accumulate(g_pairs[p:], out=pre[p + 1 :])
+                if p > 0:
+                    np.minimum.accumulate(g_pairs[:p][::-1], out=pre[:p][::-1])
+                pre[p] = 1.0
+                np.take(pre, pos, out=out[r])
+            yield slice(start, stop), out[: stop - start]
+
+    def similarity(self, gamma: float, s_min: float, dtype=np.float64) -> np.ndarray:
+        """The dense K x K target S (unit diagonal), without a distance matrix.
+
+        Row blocks are filled by a few threads (numpy releases the GIL in the running minima
+        and gathers); each thread writes its own rows, so the result does not depend on them.
+        """
+        k = self.num_classes
+        out = np.empty((k, k), dtype=dtype)
+
+        def fill(chunk: slice) -> None:
+            for rows, vals in self.similarity_rows(gamma, s_min, dtype, rows=chunk):
+                out[rows] = vals
+
+        workers = min(_THREADS, max(1, k // 2048))
+        step = -(-k // (4 * workers)) if workers > 1 else k
+        chunks = [slice(a, min(a + step, k)) for a in range(0, k, step)]
+        if workers == 1:
+            for chunk in chunks:
+                fill(chunk)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(fill, chunks))
+        return out
+
+    def factor_error(self, fac: TreeFactor, gamma: float, s_min: float) -> float:
+        """An upper bound on ``max |W^T W - S|`` of the float64 factor, in O(#nodes + nnz).
+
+        ``(W'^T W')_ij`` is the sum of the squared coordinates i and j share, accumulated down the
+        path as a dot product would (``cum`` at their LCA). The shift turns it into
+        ``cum[LCA] + kappa^2 y^T y - kappa (u_i + u_j)`` with ``u = W'^T y`` (a sparse product,
+        ideally all ones). Off the diagonal the error is therefore at most, over every node v that
+        can be an LCA, ``|e_v - kappa t|`` at ``t = 2 min u`` or ``t = 2 max u`` with
+        ``e_v = cum_v + kappa^2 y^T y - g_v``; the diagonal is checked exactly. Since u is constant
+        to rounding, this equals the realised maximum up to float64 rounding (a dense BLAS product
+        of the densified factor rounds differently, by a few 1e-16).
+        """
+        c, q, g_top = self.weights(gamma, s_min)
+        g = self.g(gamma, s_min)
+        n = len(self.parents)
+        cum = np.zeros(n)
+        cum[self.top] = np.sqrt(g_top) ** 2 if fac.has_top else 0.0
+        for nodes in reversed(self.levels):
+            cum[nodes] = cum[self.parents[nodes]] + np.sqrt(c[nodes]) ** 2
+        if fac.shift is not None:
+            u = fac.kappa * (fac.matrix.T @ fac.shift)
+            yy = float(fac.shift @ fac.shift) * fac.kappa**2
+        else:
+            u, yy = np.zeros(self.num_classes), 0.0
+        diag = cum[self.attach] + np.sqrt(q) ** 2 - 2.0 * u + yy
+        lcas = np.concatenate([[self.top], self.coord_nodes])
+        e = cum[lcas] + yy - g[lcas]
+        off = max(np.max(np.abs(e - 2.0 * u.min())), np.max(np.abs(e - 2.0 * u.max())))
+        return float(max(off, np.max(np.abs(diag - 1.0))))

@@ -1,0 +1,114 @@
+"""HAFrame loss (Liang & Davis, ICCV 2023): cross-entropy plus a cosine-similarity regression.
+
+``L = (1 − α)·CE(Wᵀh, y) + α·L_cos``, ``L_cos = mean_b Σ_c (cos(w_c, h_b) − S[c, y_b])²``.
+
+The cosines come from the logits the head already computed: ``cos(w_c, h) = (Wᵀh)_c / (‖w_c‖‖h‖)``
+with ``‖w_c‖ = 1`` for frames (or the column norms of ``frame_weight`` when given). ``‖h‖`` is
+smoothed as ``sqrt(‖h‖² + eps)`` so that a zero feature has cosine 0 and finite gradients.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hafcls.errors import HafclsError
+from hafcls.losses.hierarchical import class_distances
+
+
+class HAFrameLoss(nn.Module):
+    """``(1 − α)·CE + α·L_cos`` against the target cosine matrix S (K x K).
+
+    Parameters
+    ----------
+    similarity:
+        The K x K target cosines S (``Frame.similarity``). For large K build the loss with
+        :meth:`from_distance` instead, which keeps only the uint8 distances and a lookup table.
+    alpha:
+        Weight of the cosine term, in [0, 1].
+    frame_weight:
+        Optional d x K frame; only its column norms are used (1 for a proper frame).
+    """
+
+    def __init__(self, similarity=None, alpha: float = 0.5, frame_weight: Tensor | None = None,
+                 eps: float = 1e-12):
+        super().__init__()
+        if not 0.0 <= alpha <= 1.0:
+            raise HafclsError(f"alpha must be in [0, 1], got {alpha}.", "use e.g. alpha=0.5.")
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.register_buffer("similarity", None, persistent=False)
+        self.register_buffer("distance", None, persistent=False)
+        self.register_buffer("lut", None, persistent=False)
+        if similarity is not None:
+            s = torch.as_tensor(np.asarray(similarity) if not isinstance(similarity, Tensor)
+                                else similarity).float()
+            if s.ndim != 2 or s.shape[0] != s.shape[1]:
+                raise HafclsError(
+                    f"similarity must be a K x K matrix, got shape {tuple(s.shape)}.",
+                    "pass Frame.similarity.",
+                )
+            self.similarity = s
+        norms = None
+        if frame_weight is not None:
+            norms = torch.as_tensor(frame_weight).detach().float().norm(dim=0)
+        self.register_buffer("class_norms", norms, persistent=False)
+
+    @classmethod
+    def from_distance(cls, hierarchy_or_distance, gamma: float, s_min: float,
+                      alpha: float = 0.5, frame_weight: Tensor | None = None) -> HAFrameLoss:
+        """Targets ``S = (1 − s_min)·exp(−γ·d/d_max) + s_min`` from the class distances.
+
+        ``s_min`` must be the number the frame was built with (``Frame.s_min``).
+        """
+        if isinstance(s_min, str) or isinstance(gamma, str):
+            raise HafclsError(
+                f"from_distance needs numbers for gamma and s_min, got {gamma!r}, {s_min!r}.",
+                "pass the built frame's values (Frame.gamma, Frame.s_min).",
+            )
+        loss = cls(None, alpha, frame_weight)
+        d = class_distances(hierarchy_or_distance)
+        d_max = int(d.max())
+        steps = torch.arange(d_max + 1, dtype=torch.float64)
+        lut = (1.0 - s_min) * torch.exp(-float(gamma) * steps / d_max) + s_min
+        loss.distance, loss.lut = d, lut.float()
+        return loss
+
+    @property
+    def num_classes(self) -> int:
+        s = self.similarity if self.similarity is not None else self.distance
+        return int(s.shape[0])
+
+    def target_cosines(self, targets: Tensor) -> Tensor:
+        """B x K rows ``S[y_b, :]`` (S is symmetric)."""
+        if self.similarity is not None:
+            return self.similarity[targets]
+        return self.lut[self.distance[targets].long()]
+
+    def cosines(self, logits: Tensor, features: Tensor) -> Tensor:
+        """B x K ``cos(w_c, h_b)`` recovered from the logits ``Wᵀh``."""
+        h = features.float()
+        h_norm = torch.sqrt(h.pow(2).sum(dim=1, keepdim=True) + self.eps)
+        cos = logits.float() / h_norm
+        if self.class_norms is not None:
+            cos = cos / self.class_norms.clamp_min(1e-12)
+        return cos
+
+    def cosine_loss(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+        """``L_cos = mean_b Σ_c (cos(w_c, h_b) − S[c, y_b])²``."""
+        diff = self.cosines(logits, features) - self.target_cosines(targets)
+        return diff.pow(2).sum(dim=1).mean()
+
+    def forward(self, logits: Tensor, features: Tensor, targets: Tensor) -> Tensor:
+        if logits.shape[1] != self.num_classes:
+            raise HafclsError(
+                f"The logits have {logits.shape[1]} classes, the loss's targets "
+                f"{self.num_classes}.",
+                "build the loss from the model's own frame and hierarchy.",
+            )
+        ce = F.cross_entropy(logits.float(), targets)
+        if self.alpha == 0.0:
+            return ce
+        return (1.0 - self.alpha) * ce + self.alpha * self.cosine_loss(logits, features, targets)
