@@ -1,1 +1,50 @@
-"""(filled in by its issue)"""
+"""Datasets for hierarchy-aware classification: real loaders, a synthetic tree dataset, transforms.
+
+``build_datasets(name, ...)`` returns a :class:`DataBundle` (hierarchy + train/val/test); the
+dataset classes can also be used directly. Every dataset yields ``(image, class index)`` with
+class indices in its hierarchy's class order.
+"""
+
+from hafcls.data.base import ImageFileDataset, map_labels
+from hafcls.data.cifar100 import CIFAR100, cifar100_splits
+from hafcls.data.fgvc_aircraft import FGVCAircraft
+from hafcls.data.folder import HierarchyImageFolder
+from hafcls.data.images import (
+    SKIPPED,
+    CorruptImageError,
+    SafeImageLoader,
+    collate_skip_corrupt,
+    load_rgb,
+)
+from hafcls.data.inaturalist import INaturalist2019, inat2019_splits
+from hafcls.data.registry import DataBundle, available_datasets, build_datasets
+from hafcls.data.synthetic import (
+    SyntheticHierarchy,
+    SyntheticHierarchyDataset,
+    synthetic_hierarchy,
+)
+from hafcls.data.transforms import build_transforms, transforms_for_model
+
+__all__ = [
+    "CIFAR100",
+    "SKIPPED",
+    "CorruptImageError",
+    "DataBundle",
+    "FGVCAircraft",
+    "HierarchyImageFolder",
+    "INaturalist2019",
+    "ImageFileDataset",
+    "SafeImageLoader",
+    "SyntheticHierarchy",
+    "SyntheticHierarchyDataset",
+    "available_datasets",
+    "build_datasets",
+    "build_transforms",
+    "cifar100_splits",
+    "collate_skip_corrupt",
+    "inat2019_splits",
+    "load_rgb",
+    "map_labels",
+    "synthetic_hierarchy",
+    "transforms_for_model",
+]

@@ -1,0 +1,182 @@
+"""CIFAR-100 from the official python pickles, with the papers' 45k / 5k / 10k split.
+
+The files are read through :func:`hafcls.hierarchy.sources.cifar100.read_cifar_pickle` (a
+restricted unpickler; torchvision's ``CIFAR100`` uses an unrestricted ``pickle.load``). Each row of
+``data`` is a 32x32 RGB image stored channel-major (1024 red, 1024 green, 1024 blue values).
+Validation is the last ``val_per_class`` (default 50) training images of each class in file order,
+training the rest; test is the official test file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.utils import download_and_extract_archive
+
+from hafcls.data.base import check_split, last_per_class, map_labels
+from hafcls.errors import HafclsError
+from hafcls.hierarchy import Hierarchy
+from hafcls.hierarchy.sources.cifar100 import (
+    LAYOUT,
+    cifar100,
+    find_cifar100_dir,
+    read_cifar_pickle,
+)
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
+VAL_PER_CLASS = 50
+
+
+def locate_cifar100(root: str | os.PathLike, download: bool = False) -> Path:
+    """The ``cifar-100-python`` folder under ``root``; fetched first when ``download``."""
+    root = Path(root)
+    try:
+        return find_cifar100_dir(root)
+    except HafclsError:
+        if not download:
+            raise HafclsError(
+                f"No CIFAR-100 data under {root}.",
+                f"expected {LAYOUT}; pass download=True (--download) to fetch it there.",
+            ) from None
+    root.mkdir(parents=True, exist_ok=True)
+    download_and_extract_archive(URL, download_root=str(root), md5=MD5)
+    return find_cifar100_dir(root)
+
+
+def read_cifar_file(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(images N x 32 x 32 x 3 uint8, fine labels int64)`` of the ``train`` or ``test`` file."""
+    raw = read_cifar_pickle(folder / name)
+    data, fine = raw.get("data"), raw.get("fine_labels")
+    if data is None or fine is None:
+        raise HafclsError(
+            f"{folder / name} lacks 'data' or 'fine_labels'.", f"expected {LAYOUT}."
+        )
+    data = np.asarray(data, dtype=np.uint8)
+    fine = np.asarray(fine, dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(fine):
+        raise HafclsError(
+            f"{folder / name} holds data of shape {data.shape} for {len(fine)} labels; "
+            "expected N x 3072.",
+            "re-download the official archive.",
+        )
+    images = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return images, fine
+
+
+def fine_label_names(folder: Path) -> list[str]:
+    names = read_cifar_pickle(folder / "meta").get("fine_label_names")
+    if not names:
+        raise HafclsError(f"{folder / 'meta'} lacks 'fine_label_names'.", f"expected {LAYOUT}.")
+    return list(names)
+
+
+class CIFAR100(Dataset):
+    """CIFAR-100 split ``"train"`` (45k), ``"val"`` (5k), ``"test"`` (10k) or ``"trainval"``.
+
+    Yields ``(transform(PIL image), class index)`` with class indices in ``hierarchy``'s order
+    (default: the dataset's own two-level tree, classes in fine-label order).
+
+    Parameters
+    ----------
+    root:
+        Folder holding ``cifar-100-python/`` (or that folder itself).
+    hierarchy:
+        A user tree whose classes include every fine label name; default
+        :func:`hafcls.hierarchy.sources.cifar100.cifar100`.
+    val_per_class:
+        Training images per class held out (the last ones of each class) for validation.
+    download:
+        Fetch and extract the official archive into ``root`` when it is missing.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        hierarchy: Hierarchy | None = None,
+        transform: Callable | None = None,
+        val_per_class: int = VAL_PER_CLASS,
+        download: bool = False,
+        _source: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+    ):
+        check_split(split, ("train", "val", "test", "trainval"))
+        if isinstance(val_per_class, bool) or not isinstance(val_per_class, (int, np.integer)) \
+                or val_per_class < 0:
+            raise HafclsError(f"val_per_class must be an int >= 0, got {val_per_class!r}.",
+                              "pass e.g. val_per_class=50.")
+        self.folder = locate_cifar100(root, download)
+        self.hierarchy = cifar100(self.folder) if hierarchy is None else hierarchy
+        self.split = split
+        self.transform = transform
+        if _source is None:
+            images, fine = read_cifar_file(self.folder, "test" if split == "test" else "train")
+            names = fine_label_names(self.folder)
+        else:
+            images, fine, names = _source
+        if fine.size and (fine.min() < 0 or fine.max() >= len(names)):
+            raise HafclsError(
+                f"CIFAR-100 fine label {int(fine.max())} has no name in meta.",
+                "re-download the official archive.",
+            )
+        if split in ("train", "val"):
+            held = last_per_class(fine, val_per_class)
+            counts = np.bincount(fine, minlength=len(names))
+            short = np.flatnonzero((counts > 0) & (counts <= val_per_class))
+            if short.size:
+                raise HafclsError(
+                    f"Class {names[short[0]]!r} has {counts[short[0]]} training images, not more "
+                    f"than the {val_per_class} held out for validation.",
+                    "lower val_per_class.",
+                )
+            keep = held if split == "val" else ~held
+            images, fine = images[keep], fine[keep]
+        # map the distinct fine labels once, then index per sample
+        present = np.unique(fine)
+        table = np.full(len(names), -1, dtype=np.int64)
+        table[present] = map_labels([names[i] for i in present], self.hierarchy,
+                                    f"CIFAR-100 ({self.folder})")
+        self.images = images
+        self.targets = table[fine]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.hierarchy.classes
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        img = Image.fromarray(self.images[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.targets[index])
+
+    def __repr__(self) -> str:
+        return f"CIFAR100(split={self.split!r}, n={len(self)}, folder={str(self.folder)!r})"
+
+
+def cifar100_splits(
+    root: str | os.PathLike,
+    hierarchy: Hierarchy | None = None,
+    val_per_class: int = VAL_PER_CLASS,
+    download: bool = False,
+    train_transform: Callable | None = None,
+    eval_transform: Callable | None = None,
+) -> tuple[Hierarchy, CIFAR100, CIFAR100, CIFAR100]:
+    """``(hierarchy, train, val, test)`` reading each official file once."""
+    folder = locate_cifar100(root, download)
+    h = cifar100(folder) if hierarchy is None else hierarchy
+    names = fine_label_names(folder)
+    train_src = (*read_cifar_file(folder, "train"), names)
+    test_src = (*read_cifar_file(folder, "test"), names)
+    common = dict(hierarchy=h, val_per_class=val_per_class)
+    train = CIFAR100(folder, "train", transform=train_transform, _source=train_src, **common)
+    val = CIFAR100(folder, "val", transform=eval_transform, _source=train_src, **common)
+    test = CIFAR100(folder, "test", transform=eval_transform, _source=test_src, **common)
+    return h, train, val, test
