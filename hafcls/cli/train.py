@@ -1,0 +1,148 @@
+"""``hafcls train``: train a method on a dataset into a run folder.
+
+Values come from, lowest precedence first: the defaults, the run's own ``config.json`` (with
+``--resume``), ``--config FILE``, then the flags given on the command line (and ``--set``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from hafcls.engine.config import DATASETS, TrainConfig, parse_assignment, read_config_file
+
+_EXPLICIT = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+# click parameters that are not config fields
+_NOT_FIELDS = ("config", "assignments")
+
+
+def explicit_options(ctx: click.Context, params: dict) -> dict:
+    """The options the user actually gave (not click defaults), by config field name."""
+    return {name: value for name, value in params.items()
+            if name not in _NOT_FIELDS and ctx.get_parameter_source(name) in _EXPLICIT}
+
+
+def assignments_to_dict(assignments) -> dict:
+    """``--set a=1 --set data_options.per_class=20`` as a nested dict."""
+    out: dict = {}
+    for text in assignments:
+        key, value = parse_assignment(text)
+        head, _, rest = key.replace("-", "_").partition(".")
+        if rest:
+            out.setdefault(head, {})
+            if isinstance(out[head], dict):
+                out[head][rest] = value
+        else:
+            out[head] = value
+    return out
+
+
+def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> TrainConfig:
+    """Build the run's config from the run folder (when resuming), the file and the flags."""
+    from hafcls.engine.runs import RunFolder
+
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    flags = {**explicit}
+    sets = assignments_to_dict(assignments)
+    for key, value in sets.items():  # dict options given with --set merge into the file's
+        if isinstance(value, dict):
+            base = file_values.get(key, file_values.get(key.replace("_", "-"), {}))
+            value = {**(base if isinstance(base, dict) else {}), **value}
+        flags[key] = value
+    cfg = TrainConfig()
+    resume = flags.get("resume", file_values.get("resume", False))
+    output = flags.get("output", file_values.get("output"))
+    if resume and output:
+        stored = RunFolder(output).stored_config()
+        if stored is not None:
+            cfg.update(stored, source=f"{output}/config.json")
+    if file_values:
+        cfg.update(file_values, source=str(config_file))
+    cfg.update(flags, source="the command line")
+    return cfg
+
+
+@click.command("train")
+@click.option("--config", "config", type=click.Path(path_type=Path),
+              help="YAML or JSON file of options (keys as below, e.g. 'batch_size: 128'); "
+                   "flags given on the command line override it.")
+@click.option("--data", type=click.Choice(DATASETS), help="Dataset.  [default: synthetic]")
+@click.option("--data-dir", help="Dataset folder (not needed for synthetic).")
+@click.option("--hierarchy", help="Shipped hierarchy name or hierarchy file (default: the "
+                                  "dataset's own).")
+@click.option("--download", is_flag=True, default=None,
+              help="Download the dataset if it is missing (explicit opt-in).")
+@click.option("--image-size", type=int, help="Input side in pixels (default: the dataset's).")
+@click.option("--method", help="ce, haframe, etf-dr, hug-mhe, hug-mhs, hug-mgd, soft-labels, "
+                               "hxe or ebv.")
+@click.option("--model", help="timm backbone name, e.g. resnet18, resnet50, wide_resnet50_2.")
+@click.option("--pretrained", is_flag=True, default=None,
+              help="Start from timm's pretrained weights (downloads them).")
+@click.option("--pretrained-file", help="Backbone weights from a local .safetensors/.pth file.")
+@click.option("--epochs", type=int, help="Training epochs.  [default: 100]")
+@click.option("--batch-size", type=int, help="Batch size per process.  [default: 64]")
+@click.option("--eval-batch-size", type=int, help="Evaluation batch size (default 2 x batch).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), help="[default: sgd]")
+@click.option("--lr", type=float, help="Peak learning rate of the head.  [default: 0.1]")
+@click.option("--lr-backbone", type=float,
+              help="Peak LR of the backbone (default: --lr from scratch, --lr/10 pretrained).")
+@click.option("--momentum", type=float, help="SGD momentum.  [default: 0.9]")
+@click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum (SGD).")
+@click.option("--weight-decay", type=float, help="[default: 5e-4]")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]),
+              help="Per-epoch LR schedule.  [default: cosine]")
+@click.option("--warmup-epochs", type=int, help="Linear warmup epochs.  [default: 0]")
+@click.option("--min-lr", type=float, help="Final LR as a fraction of the peak.  [default: 0]")
+@click.option("--grad-clip", type=float, help="Clip the global gradient norm to this value.")
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
+              help="Mixed precision (fp16 needs CUDA).  [default: none]")
+@click.option("--channels-last", is_flag=True, default=None, help="NHWC memory format.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.  [default: auto]")
+@click.option("--seed", type=int, help="Seed of initialisation, data order and augmentation.")
+@click.option("--deterministic", is_flag=True, default=None,
+              help="torch.use_deterministic_algorithms (slower on GPU).")
+@click.option("--workers", type=int, help="DataLoader workers per process.  [default: 2]")
+@click.option("--select-metric",
+              help="Validation metric choosing best.pt: top1 (default), hierdist@1, "
+                   "mistake_severity, loss, ... (lower is better for distances).")
+@click.option("--checkpoint-every", type=int,
+              help="Also write last.pt every N steps, for mid-epoch resume.  [default: 0]")
+@click.option("--progress/--no-progress", default=None, help="Progress bars.  [default: on]")
+@click.option("-o", "--output", help="Run folder to create (or to resume).")
+@click.option("--resume", is_flag=True, default=None,
+              help="Continue the run in --output from checkpoints/last.pt (starts afresh if "
+                   "there is none).")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Any other option, value read as YAML: --set data_options.per_class=50, "
+                   "--set method_options.alpha=0.3, --set model_options.drop_path_rate=0.1.")
+def command(config: Path | None, assignments: tuple[str, ...], **params) -> None:
+    """Train a model and write a run folder (config, metrics, checkpoints).
+
+    \b
+    Example:
+      hafcls train --data cifar100 --data-dir ~/data --method haframe \\
+          --model resnet18 --epochs 100 --output runs/cifar-haframe
+    Multi-GPU: torchrun --nproc_per_node=4 $(which hafcls) train ...
+    """
+    from hafcls.engine.evaluate import metrics_table
+    from hafcls.engine.train import train
+
+    ctx = click.get_current_context()
+    cfg = resolve_config(explicit_options(ctx, params), config, assignments)
+    cfg.require_run_fields()
+    result = train(cfg)
+    from hafcls.engine.distributed import env_info
+
+    if not env_info().is_main:
+        return
+    click.echo(f"Run folder: {result['output']}")
+    best = result.get("best_epoch")
+    if result.get("test"):
+        click.echo(f"Test metrics of the best-validation model (epoch {best}, "
+                   f"selected by {result['select_metric']}):")
+        click.echo(metrics_table(result["test"]))
+    elif result.get("val"):
+        click.echo(f"Validation metrics at the best epoch ({best}):")
+        click.echo(metrics_table(result["val"]))

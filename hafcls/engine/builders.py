@@ -1,0 +1,144 @@
+"""Building the pieces of a run from its config, and rebuilding a model from a checkpoint.
+
+Shared by training, evaluation and prediction so that the three agree on data, model, scores and
+autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from hafcls.engine import distributed as D
+from hafcls.engine.checkpoint import check_hierarchy
+from hafcls.engine.config import TrainConfig
+from hafcls.errors import HafclsError
+
+_FRAME_HEADS = ("haframe", "etf", "ebv")
+
+
+# ---------------------------------------------------------------------- data
+def load_hierarchy(spec):
+    """A Hierarchy from a shipped name or a file (``None`` stays ``None``)."""
+    if spec is None:
+        return None
+    from hafcls.hierarchy import Hierarchy, load
+
+    return spec if isinstance(spec, Hierarchy) else load(spec)
+
+
+def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=None):
+    """The dataset bundle of ``config``. With ``download`` under DDP, rank 0 fetches first."""
+    from hafcls.data import build_datasets
+
+    info = info or D.DistInfo()
+    hierarchy = hierarchy if hierarchy is not None else load_hierarchy(config.hierarchy)
+    kwargs: dict[str, Any] = dict(config.data_options)
+    if hierarchy is not None:
+        kwargs.pop("branching", None)  # the synthetic tree is given, not generated
+    kwargs.update(data_dir=config.data_dir, hierarchy=hierarchy, image_size=config.image_size,
+                  download=config.download)
+
+    def build():
+        return build_datasets(config.data, **kwargs)
+
+    if config.download and info.distributed:
+        bundle = build() if info.is_main else None
+        D.barrier()
+        return bundle if bundle is not None else build()
+    return build()
+
+
+def make_eval_loader(dataset, config: TrainConfig, info: D.DistInfo,
+                     device: torch.device) -> DataLoader:
+    """Evaluation loader: this rank's shard without padding, no sample dropped."""
+    from hafcls.data.images import collate_skip_corrupt
+
+    sampler = D.ShardSampler(len(dataset), info.rank, info.world_size)
+    return DataLoader(dataset, batch_size=config.eval_batch, sampler=sampler,
+                      num_workers=config.workers, drop_last=False,
+                      pin_memory=device.type == "cuda", collate_fn=collate_skip_corrupt)
+
+
+def normalisation(bundle) -> dict:
+    """Image size, mean and std the bundle's eval transform uses (for predicting on files)."""
+    out = {"image_size": getattr(bundle, "image_size", None)}
+    for key in ("mean", "std"):
+        value = getattr(bundle, key, None)
+        if value is not None:
+            out[key] = [float(v) for v in value]
+    return out
+
+
+# ---------------------------------------------------------------------- model
+def build_method_and_model(config: TrainConfig, hierarchy):
+    """The method (with ``method_options`` applied) and its freshly created model."""
+    from hafcls.losses import get_method
+
+    method = get_method(config.method, dataset=config.data)
+    if config.method_options:
+        method = method.with_options(**config.method_options)
+    model = method.create_model(config.model, hierarchy, pretrained=config.pretrained,
+                                pretrained_file=config.pretrained_file,
+                                timm_kwargs=dict(config.model_options))
+    return method, model
+
+
+def checkpoint_meta(config: TrainConfig, model, method, bundle) -> dict:
+    """What a checkpoint needs besides weights to be used on its own (JSON-able)."""
+    h = bundle.hierarchy
+    return {
+        "config": config.to_dict(),
+        "model_config": model.config,
+        "method": {"name": method.name, "head": method.head,
+                   "score_temperature": float(method.score_temperature)},
+        "hierarchy": h.to_dict(),
+        "hierarchy_fingerprint": h.fingerprint(),
+        "num_classes": h.num_classes,
+        "data": {"name": getattr(bundle, "name", config.data), **normalisation(bundle)},
+    }
+
+
+def model_from_checkpoint(ckpt: dict, hierarchy=None):
+    """Re-create the trained model of a loaded checkpoint, with its weights, in eval mode.
+
+    Returns ``(model, hierarchy, score)``; ``score(logits)`` gives the method's probabilities.
+    A ``hierarchy`` other than the training one is refused.
+    """
+    from hafcls.hierarchy import Hierarchy
+    from hafcls.models import create
+
+    meta = ckpt["meta"]
+    stored = Hierarchy.from_dict(meta["hierarchy"])
+    if hierarchy is not None:
+        check_hierarchy(meta, hierarchy)
+    hierarchy = stored
+    cfg = dict(meta["model_config"])
+    if cfg.get("head") in _FRAME_HEADS:
+        cfg["frame"] = "state_dict"  # the frame comes with the weights: no rebuild
+    else:
+        cfg.pop("frame", None)
+    model = create(hierarchy=hierarchy, **cfg)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    temperature = float(meta.get("method", {}).get("score_temperature", 1.0))
+
+    def score(logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float() / temperature, dim=1)
+
+    return model, hierarchy, score
+
+
+# ---------------------------------------------------------------------- precision
+def autocast_context(amp: str, device: torch.device):
+    """``torch.autocast`` for ``bf16``/``fp16``, a no-op for ``none``."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise HafclsError("--amp fp16 needs a CUDA device.",
+                          "use --amp bf16 on the CPU, or --amp none.")
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,188 @@
+"""Evaluation: the full metric set of a model on a split, optionally with CRM re-ranking.
+
+Under DDP each rank scores its own shard (no padding) and the metric counters are summed over
+ranks, so every sample is counted exactly once (``metrics["n"]`` equals the split's size).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from hafcls.engine import distributed as D
+from hafcls.engine.builders import (
+    autocast_context,
+    build_data,
+    load_hierarchy,
+    make_eval_loader,
+    model_from_checkpoint,
+)
+from hafcls.engine.checkpoint import check_hierarchy, load_checkpoint
+from hafcls.engine.config import TrainConfig
+from hafcls.engine.runs import find_checkpoint
+from hafcls.errors import HafclsError
+
+DEFAULT_KS = (1, 5, 20)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, amp: str = "none",
+                   score: Callable | None = None, criterion: nn.Module | None = None,
+                   crm: bool = False, channels_last: bool = False,
+                   ks=DEFAULT_KS) -> dict:
+    """Metrics of ``model`` over every batch of ``loader`` (summed over DDP ranks).
+
+    ``score(logits)`` turns logits into the probabilities used for ranking (default softmax);
+    with ``crm=True`` classes are re-ranked by conditional risk (lowest expected distance
+    first). With ``criterion`` the mean loss is reported as ``loss``.
+    """
+    from hafcls.metrics import SeverityMeter
+
+    score = score or (lambda z: torch.softmax(z.float(), dim=1))
+    meter = SeverityMeter(hierarchy, ks=ks)
+    crm_fn = _crm_ranker(hierarchy, device) if crm else None
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    try:
+        for batch in loader:
+            if batch is None:
+                continue
+            images, targets = batch
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_context(amp, device):
+                logits, features = model(images, return_features=True)
+                if criterion is not None:
+                    loss = criterion(logits, features, targets)
+                    loss_sum += torch.stack([loss.detach().double() * targets.numel(),
+                                             torch.tensor(targets.numel(), device=device,
+                                                          dtype=torch.float64)])
+            probs = score(logits.float())
+            ranking = crm_fn(probs) if crm_fn is not None else probs
+            meter.update(ranking, targets)
+    finally:
+        model.train(was_training)
+    meter.all_reduce()
+    metrics = meter.compute()
+    if criterion is not None:
+        D.all_reduce_sum(loss_sum)
+        metrics["loss"] = float(loss_sum[0] / loss_sum[1].clamp_min(1))
+    return metrics
+
+
+def _crm_ranker(hierarchy, device: torch.device) -> Callable:
+    """Scores for CRM ranking: minus the expected distance of each candidate class."""
+    from hafcls.inference import crm
+
+    def rank(probs: torch.Tensor) -> torch.Tensor:
+        return crm(probs, hierarchy)
+
+    return rank
+
+
+def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test",
+                        data: str | None = None, data_dir: str | None = None,
+                        hierarchy=None, crm: bool = False, batch_size: int | None = None,
+                        workers: int | None = None, device: str = "auto",
+                        amp: str | None = None, ks=DEFAULT_KS) -> dict:
+    """Evaluate a trained model (a run folder's ``best.pt``, or any checkpoint) on a split.
+
+    The dataset, its options and the hierarchy default to those the model was trained with;
+    ``data``/``data_dir`` point at another copy, ``hierarchy`` (name, file or Hierarchy) must be
+    the training one or the checkpoint is refused. Returns the metrics plus ``checkpoint``,
+    ``split`` and ``crm``.
+    """
+    if split not in ("test", "val", "train"):
+        raise HafclsError(f"Unknown split {split!r}.", "use test or val.")
+    path = find_checkpoint(run_or_checkpoint)
+    info = D.env_info()
+    dev = D.resolve_device(device, info)
+    joined = info.distributed and not D.is_initialized()
+    D.init_distributed(dev, info)
+    try:
+        ckpt = load_checkpoint(path, map_location="cpu")
+        given = load_hierarchy(hierarchy)
+        if given is not None:
+            check_hierarchy(ckpt["meta"], given, what=f"The checkpoint {path}")
+        model, h, score = model_from_checkpoint(ckpt, given)
+        config = TrainConfig.from_dict(ckpt["meta"]["config"], source=f"{path}'s config")
+        overrides = {"resume": False}
+        if data is not None and data != config.data:
+            # another dataset: its own options do not apply
+            overrides.update(data=data, data_options={})
+        if data_dir is not None:
+            overrides["data_dir"] = data_dir
+        if batch_size is not None:
+            overrides["eval_batch_size"] = batch_size
+        if workers is not None:
+            overrides["workers"] = workers
+        if amp is not None:
+            overrides["amp"] = amp
+        elif config.amp == "fp16" and dev.type != "cuda":
+            overrides["amp"] = "none"  # trained with CUDA fp16, evaluated on the CPU
+        config.update(overrides, source="the evaluate options")
+        bundle = build_data(config, info, hierarchy=h)
+        check_hierarchy(ckpt["meta"], bundle.hierarchy,
+                        what=f"The checkpoint {path} (dataset {config.data})")
+        dataset = getattr(bundle, split, None)
+        if dataset is None:
+            raise HafclsError(f"The {config.data} dataset has no {split} split.",
+                              "use --split test or --split val.")
+        model.to(dev)
+        loader = make_eval_loader(dataset, config, info, dev)
+        metrics = evaluate_model(model, loader, h, dev, amp=config.amp, score=score, crm=crm,
+                                 channels_last=config.channels_last, ks=ks)
+    finally:
+        if joined:
+            D.cleanup()
+    return {**metrics, "checkpoint": str(path), "split": split, "crm": bool(crm),
+            "dataset": config.data}
+
+
+# ---------------------------------------------------------------------- formatting
+def _pct(value) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{100 * value:.2f}%"
+
+
+def _num(value) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.3f}"
+
+
+def format_metrics(m: dict) -> str:
+    """One line: top-1, mistake severity and HierDist@k."""
+    parts = [f"top1 {_pct(m.get('top1'))}"]
+    if "mistake_severity" in m:
+        parts.append(f"severity {_num(m['mistake_severity'])}")
+    parts += [f"{k} {_num(v)}" for k, v in m.items() if k.startswith("hierdist@")]
+    if "loss" in m:
+        parts.append(f"loss {m['loss']:.4f}")
+    return "  ".join(parts)
+
+
+def metrics_table(m: dict) -> str:
+    """Aligned two-column table of every metric (rates as percentages)."""
+    rows = []
+    for key, value in m.items():
+        if key in ("checkpoint", "split", "crm", "dataset"):
+            continue
+        if key in ("top1", "top5") or key.startswith("acc@"):
+            text = _pct(value)
+        elif key == "n":
+            text = str(value)
+        elif isinstance(value, (int, float)):
+            text = _num(value)
+        else:
+            continue
+        rows.append((key, text))
+    width = max(len(k) for k, _ in rows)
+    vwidth = max(len(v) for _, v in rows)
+    return "\n".join(f"{k:<{width}}  {v:>{vwidth}}" for k, v in rows)

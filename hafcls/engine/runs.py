@@ -1,0 +1,149 @@
+"""The run folder: everything a training run leaves behind, in one place.
+
+```
+OUTPUT/
+  config.json          the resolved TrainConfig (every option, defaults included)
+  hierarchy.json       the label tree, so evaluate/predict work without the original files
+  metrics.jsonl        one JSON line per finished epoch (train loss/accuracy, validation metrics)
+  metrics.json         written at the end: best epoch, its validation metrics, test metrics
+  checkpoints/last.pt  the latest state (model, optimizer, schedule, scaler, RNG), for --resume
+  checkpoints/best.pt  the model at the best validation epoch (by --select-metric)
+```
+
+Every file is written atomically (temp file, then rename); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from hafcls.engine.config import TrainConfig
+from hafcls.errors import HafclsError
+from hafcls.io import atomic_write_text
+
+# options that may change when a run is resumed: they do not change what is being trained
+RESUMABLE_CHANGES = frozenset({
+    "epochs", "workers", "progress", "device", "checkpoint_every", "eval_batch_size", "resume",
+    "output", "data_dir", "download", "deterministic",
+})
+
+
+def json_safe(obj):
+    """NaN/inf become None so that files are strict JSON (e.g. severity without mistakes)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+class RunFolder:
+    """Paths and atomic writers of one run folder."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    config_file = property(lambda self: self.path / "config.json")
+    hierarchy_file = property(lambda self: self.path / "hierarchy.json")
+    log_file = property(lambda self: self.path / "metrics.jsonl")
+    metrics_file = property(lambda self: self.path / "metrics.json")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    last = property(lambda self: self.path / "checkpoints" / "last.pt")
+    best = property(lambda self: self.path / "checkpoints" / "best.pt")
+
+    def holds_run(self) -> bool:
+        """Whether a run already wrote here (a config or a checkpoint)."""
+        return self.config_file.exists() or self.last.exists()
+
+    def check_fresh(self) -> None:
+        """Refuse to overwrite an existing run unless resuming."""
+        if self.holds_run():
+            raise HafclsError(
+                f"{self.path} already holds a training run.",
+                "pass --resume to continue it, or choose another --output folder.",
+            )
+        if self.path.exists() and not self.path.is_dir():
+            raise HafclsError(f"--output {self.path} is a file.", "give a folder path.")
+
+    def stored_config(self) -> dict | None:
+        """The config a previous run saved here, or None."""
+        if not self.config_file.is_file():
+            return None
+        try:
+            data = json.loads(self.config_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise HafclsError(f"{self.config_file} is not valid JSON.",
+                              "restore it, or start a new run in another folder.") from None
+        if not isinstance(data, dict):
+            raise HafclsError(f"{self.config_file} does not hold a mapping.",
+                              "restore it, or start a new run in another folder.")
+        return data
+
+    def write_config(self, config: TrainConfig) -> None:
+        atomic_write_text(self.config_file, json.dumps(config.to_dict(), indent=2) + "\n")
+
+    def write_hierarchy(self, hierarchy) -> None:
+        hierarchy.to_json(self.hierarchy_file)
+
+    # ------------------------------------------------------------------ metrics
+    def read_log(self) -> list[dict]:
+        if not self.log_file.is_file():
+            return []
+        lines = self.log_file.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def append_log(self, record: dict) -> None:
+        """Add one epoch's line; the file is rewritten atomically (it is small)."""
+        records = [r for r in self.read_log() if r.get("epoch") != record.get("epoch")]
+        records.append(record)
+        self._write_log(records)
+
+    def truncate_log(self, epochs_done: int) -> None:
+        """Drop lines of epochs after ``epochs_done`` (written before a kill, now redone)."""
+        records = self.read_log()
+        kept = [r for r in records if r.get("epoch", 0) <= epochs_done]
+        if len(kept) != len(records):
+            self._write_log(kept)
+
+    def _write_log(self, records: list[dict]) -> None:
+        text = "".join(json.dumps(json_safe(r)) + "\n" for r in records)
+        atomic_write_text(self.log_file, text)
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_text(self.metrics_file, json.dumps(json_safe(metrics), indent=2) + "\n")
+
+
+def check_resume_config(stored: dict, config: TrainConfig) -> None:
+    """Refuse to resume with options that change what is trained (method, LR, data, ...)."""
+    current = config.to_dict()
+    for key, old in stored.items():
+        if key in RESUMABLE_CHANGES or key not in current:
+            continue
+        if current[key] != old:
+            raise HafclsError(
+                f"Cannot resume with {key}={current[key]!r}: the run was started with "
+                f"{key}={old!r}.",
+                f"leave {key} out when resuming (the run's own config is used), or start a new "
+                "run in another --output folder.",
+            )
+
+
+def find_checkpoint(run_or_checkpoint: str | os.PathLike, prefer: str = "best") -> Path:
+    """A checkpoint file, or the ``best.pt`` (else ``last.pt``) of a run folder."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        folder = RunFolder(path)
+        order = [folder.best, folder.last] if prefer == "best" else [folder.last, folder.best]
+        for candidate in order:
+            if candidate.is_file():
+                return candidate
+        raise HafclsError(f"{path} holds no checkpoints/best.pt or checkpoints/last.pt.",
+                          "give a run folder written by `hafcls train`, or a .pt file.")
+    if not path.exists():
+        raise HafclsError(f"No such run folder or checkpoint: {path}.", "check the path.")
+    return path

@@ -1,0 +1,521 @@
+"""``train(config) -> result``: the training loop of every method, single process or DDP.
+
+One epoch: shuffled shards (order and augmentation a pure function of ``(seed, epoch)``), forward
+under optional autocast, a finite-loss check on every step (all ranks agree), backward, optional
+gradient clipping, optimizer step. After each epoch: validation with the full metric set,
+``metrics.jsonl`` line, ``best.pt`` when the selection metric improved, ``last.pt``. At the end
+the best-validation model is evaluated on the test split (as in the paper) and ``metrics.json``
+is written.
+
+Resume (``resume=True``) restores model, optimizer, schedule position, AMP scaler, best-so-far
+and every RNG from ``last.pt``; with ``checkpoint_every=N`` a run killed mid-epoch continues from
+the last N-step checkpoint and skips the batches it already trained on, so the final weights equal
+those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hafcls.engine import distributed as D
+from hafcls.engine.builders import (
+    autocast_context,
+    build_data,
+    build_method_and_model,
+    checkpoint_meta,
+    make_eval_loader,
+)
+from hafcls.engine.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from hafcls.engine.config import TrainConfig, metric_is_higher_better
+from hafcls.engine.evaluate import evaluate_model, format_metrics
+from hafcls.engine.runs import RunFolder, check_resume_config
+from hafcls.errors import HafclsError
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+def train(config: TrainConfig | dict, log: Log | None = None) -> dict:
+    """Train a model as ``config`` describes and return the final result.
+
+    The result dict (also written to ``metrics.json``) holds ``output`` (the run folder),
+    ``data``, ``method``, ``model``, ``seed``, ``epochs``, ``select_metric``, ``best_epoch``,
+    ``val`` (validation metrics at the best epoch), ``test`` (test metrics of the best model)
+    and ``wall_time_s``. Under torchrun every rank returns the same result; only rank 0 writes
+    files. Errors caused by the config or the data raise :class:`HafclsError`.
+    """
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_dict(config)
+    config.validate()
+    config.require_run_fields()
+    info = D.env_info()
+    device = D.resolve_device(config.device, info)
+    joined = info.distributed and not D.is_initialized()
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    D.init_distributed(device, info)
+    try:
+        return Trainer(config, info, device, log=log).run()
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        if joined:
+            D.cleanup()
+
+
+# ---------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_factor(epoch: int, config: TrainConfig) -> float:
+    """Multiplier of the peak LR during ``epoch`` (0-based): linear warmup, then cosine from 1 to
+    ``min_lr`` over the remaining epochs (one value per epoch, as in the paper)."""
+    warm = config.warmup_epochs
+    if epoch < warm:
+        return (epoch + 1) / (warm + 1)
+    if config.schedule == "constant":
+        return 1.0
+    span = max(config.epochs - warm, 1)
+    progress = (epoch - warm) / span
+    return config.min_lr + (1 - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class TrainStep(nn.Module):
+    """Model and loss in one module, so that DDP also synchronises parameters the loss owns
+    (e.g. learnable proxies) and one forward returns the loss and the logits."""
+
+    def __init__(self, model: nn.Module, criterion: nn.Module, channels_last: bool = False):
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.channels_last = channels_last
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor):
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits, features = self.model(images, return_features=True)
+        loss = self.criterion(logits, features, targets)
+        return loss, logits
+
+
+def build_optimizer(model: nn.Module, criterion: nn.Module, config: TrainConfig):
+    """SGD (momentum, optional Nesterov) or AdamW with two groups: backbone and the rest (head,
+    transformation module, learnable loss parameters). ``initial_lr`` is each group's peak."""
+    backbone = getattr(model, "backbone", None)
+    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    groups = {"backbone": [], "head": []}
+    for module in (model, criterion):
+        for p in module.parameters():
+            if p.requires_grad:
+                groups["backbone" if id(p) in backbone_ids else "head"].append(p)
+    param_groups = []
+    for name, lr in (("backbone", config.backbone_lr), ("head", config.lr)):
+        if groups[name]:
+            param_groups.append({"params": groups[name], "lr": lr, "initial_lr": lr,
+                                 "name": name})
+    if not param_groups:
+        raise HafclsError("The model has no trainable parameters.",
+                          "check --model and --method.")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * factor
+
+
+@dataclass
+class EpochTotals:
+    """Running sums of one training epoch (saved in mid-epoch checkpoints)."""
+
+    loss: float = 0.0
+    correct: int = 0
+    count: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def state(self) -> dict:
+        return {"loss": self.loss, "correct": self.correct, "count": self.count,
+                "steps": self.steps, "seconds": self.seconds}
+
+    def reduced(self, device: torch.device) -> dict:
+        t = torch.tensor([self.loss, self.correct, self.count], dtype=torch.float64,
+                         device=device)
+        D.all_reduce_sum(t)
+        loss, correct, count = t.tolist()
+        seconds = max(self.seconds, 1e-9)
+        # images of every rank over this rank's time: the job's throughput
+        return {"loss": loss / max(count, 1), "top1": correct / max(count, 1),
+                "images": int(count), "img_per_s": count / seconds}
+
+
+# ---------------------------------------------------------------------- the loop
+class Trainer:
+    """One training run; :meth:`run` does the whole job (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, info: D.DistInfo, device: torch.device,
+                 log: Log | None = None):
+        self.config = config
+        self.info = info
+        self.device = device
+        self.folder = RunFolder(config.output)
+        self._log = log or _stderr
+
+    def log(self, msg: str) -> None:
+        if self.info.is_main:
+            self._log(msg)
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare_folder(self) -> Path | None:
+        """Check the run folder; return ``last.pt`` when resuming from it. Rank 0 decides, every
+        rank gets the same answer (or the same error)."""
+        decision: tuple[str | None, str | None] = (None, None)
+        if self.info.is_main:
+            try:
+                stored = self.folder.stored_config()
+                if self.config.resume and stored is not None:
+                    check_resume_config(stored, self.config)
+                if self.config.resume and self.folder.last.is_file():
+                    decision = (str(self.folder.last), None)
+                elif self.config.resume and stored is not None:
+                    self.log(f"No checkpoint to resume in {self.folder.path}: starting afresh.")
+                else:
+                    self.folder.check_fresh()
+            except HafclsError as err:
+                decision = (None, f"{err.problem}\x00{err.fix or ''}")
+        decision = D.broadcast_object(decision)
+        if decision[1] is not None:
+            problem, fix = decision[1].split("\x00")
+            raise HafclsError(problem, fix or None)
+        return Path(decision[0]) if decision[0] else None
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if cfg.amp == "fp16" and self.device.type != "cuda":
+            raise HafclsError("--amp fp16 needs a CUDA device.",
+                              "use --amp bf16 on the CPU, or --amp none.")
+        seed_everything(cfg.seed)
+        self.data = build_data(cfg, self.info)
+        self.hierarchy = self.data.hierarchy
+        # timm downloads pretrained weights on first use: rank 0 fills the cache, then the rest
+        fetch_first = cfg.pretrained and cfg.pretrained_file is None and self.info.distributed
+        if fetch_first and not self.info.is_main:
+            D.barrier()
+        self.method, self.model = build_method_and_model(cfg, self.hierarchy)
+        if fetch_first and self.info.is_main:
+            D.barrier()
+        self.criterion = self.method.build_loss(self.model, self.hierarchy)
+        self.model.to(self.device)
+        self.criterion.to(self.device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model, self.criterion, cfg)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+        step = TrainStep(self.model, self.criterion, cfg.channels_last)
+        if self.info.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_module = nn.parallel.DistributedDataParallel(step, device_ids=ids)
+        else:
+            self.step_module = step
+        # different dropout / drop-path draws per rank, same model init everywhere
+        seed_everything(cfg.seed + 7919 * self.info.rank)
+
+        n_train = len(self.data.train)
+        self.sampler = D.EpochShardSampler(n_train, cfg.seed, self.info.rank,
+                                           self.info.world_size)
+        # a last batch of one sample breaks BatchNorm: drop it (the same on every rank)
+        self.drop_last = self.sampler.per_rank % cfg.batch_size == 1
+        self.steps_per_epoch = (self.sampler.per_rank // cfg.batch_size if self.drop_last
+                                else -(-self.sampler.per_rank // cfg.batch_size))
+        if self.steps_per_epoch == 0:
+            raise HafclsError(f"The training set ({n_train} images) is too small for batches of "
+                              f"{cfg.batch_size} per process.", "lower --batch-size.")
+        self.val_loader = (make_eval_loader(self.data.val, cfg, self.info, self.device)
+                           if self.data.val is not None else None)
+        self.meta = checkpoint_meta(cfg, self.model, self.method, self.data)
+
+    def _train_loader(self) -> DataLoader:
+        cfg = self.config
+        from hafcls.data.images import collate_skip_corrupt
+
+        return DataLoader(
+            D.SeededDataset(self.data.train), batch_size=cfg.batch_size, sampler=self.sampler,
+            num_workers=cfg.workers, drop_last=self.drop_last,
+            pin_memory=self.device.type == "cuda", collate_fn=collate_skip_corrupt,
+            persistent_workers=False,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epochs_done: int, step_in_epoch: int, totals: EpochTotals) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "criterion": self.criterion.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "progress": {"epochs_done": epochs_done, "step_in_epoch": step_in_epoch,
+                         "best_value": self.best_value, "best_epoch": self.best_epoch,
+                         "totals": totals.state()},
+            "best_val": self.best_val,
+            "rng": rng_state(),
+        }
+
+    def _save_last(self, epochs_done: int, step_in_epoch: int, totals: EpochTotals) -> None:
+        rng_ranks = D.gather_to_main(rng_state())  # every rank's streams, for an exact resume
+        if self.info.is_main:
+            meta = dict(self.meta, epochs_done=epochs_done, step_in_epoch=step_in_epoch)
+            state = self._state(epochs_done, step_in_epoch, totals)
+            state["rng_ranks"] = rng_ranks
+            save_checkpoint(self.folder.last, state, meta)
+        D.barrier()
+
+    def _save_best(self, epochs_done: int, val: dict) -> None:
+        if self.info.is_main:
+            meta = dict(self.meta, epochs_done=epochs_done, val=val)
+            state = {"model": self.model.state_dict(), "criterion": self.criterion.state_dict()}
+            save_checkpoint(self.folder.best, state, meta)
+
+    def _restore(self, path: Path) -> tuple[int, int, EpochTotals]:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        from hafcls.engine.checkpoint import check_hierarchy
+
+        check_hierarchy(ckpt["meta"], self.hierarchy, what=f"The checkpoint {path}")
+        self.model.load_state_dict(ckpt["model"])
+        self.criterion.load_state_dict(ckpt["criterion"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        prog = ckpt["progress"]
+        self.best_value = prog["best_value"]
+        self.best_epoch = prog["best_epoch"]
+        self.best_val = ckpt.get("best_val")
+        totals = EpochTotals(**prog["totals"])
+        ranks = ckpt.get("rng_ranks") or []
+        if len(ranks) == self.info.world_size:
+            set_rng_state(ranks[self.info.rank])
+        else:  # another world size: rank 0's streams, offset per rank as a fresh run does
+            set_rng_state(ckpt["rng"])
+            if self.info.rank:
+                seed_everything(int(torch.randint(0, 2**31, (1,)).item())
+                                + 7919 * self.info.rank)
+        return prog["epochs_done"], prog["step_in_epoch"], totals
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        cfg = self.config
+        started = time.perf_counter()
+        resume_from = self._prepare_folder()
+        self._setup()
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.best_val: dict | None = None
+        epochs_done, step_in_epoch, totals = 0, 0, EpochTotals()
+        if resume_from is not None:
+            epochs_done, step_in_epoch, totals = self._restore(resume_from)
+            self.log(f"Resuming {self.folder.path} after epoch {epochs_done}"
+                     + (f", step {step_in_epoch}" if step_in_epoch else "") + ".")
+        if self.info.is_main:
+            self.folder.path.mkdir(parents=True, exist_ok=True)
+            self.folder.write_config(cfg)
+            self.folder.write_hierarchy(self.hierarchy)
+            self.folder.truncate_log(epochs_done)
+        self.log(f"Training {cfg.method} on {self.data.name} ({self.hierarchy.num_classes} "
+                 f"classes, {len(self.data.train)} train images) with {cfg.model} for "
+                 f"{cfg.epochs} epochs on {self.device} x{self.info.world_size}.")
+        higher = metric_is_higher_better(cfg.select_metric)
+        for epoch in range(epochs_done, cfg.epochs):
+            train_stats = self._train_epoch(epoch, step_in_epoch, totals)
+            step_in_epoch, totals = 0, EpochTotals()
+            record = {"epoch": epoch + 1, "lr": lr_factor(epoch, cfg) * cfg.lr,
+                      "train": train_stats}
+            if self.val_loader is not None:
+                val = self._validate()
+                record["val"] = val
+                value = val.get(cfg.select_metric)
+                if value is None:
+                    raise HafclsError(
+                        f"The validation metrics have no {cfg.select_metric!r}.",
+                        f"use one of {', '.join(k for k in val if k != 'n')}.")
+                if _better(value, self.best_value, higher):
+                    self.best_value, self.best_epoch, self.best_val = value, epoch + 1, val
+                    self._save_best(epoch + 1, val)
+            else:
+                self.best_epoch, self.best_val = epoch + 1, None
+                self._save_best(epoch + 1, {})
+            self.log(_epoch_line(record, cfg))
+            if self.info.is_main:
+                self.folder.append_log(record)
+            self._save_last(epoch + 1, 0, EpochTotals())
+        return self._finish(started)
+
+    def _train_epoch(self, epoch: int, start_step: int, totals: EpochTotals) -> dict:
+        cfg = self.config
+        set_lr(self.optimizer, lr_factor(epoch, cfg))
+        self.sampler.set_epoch(epoch, start=start_step * cfg.batch_size)
+        self.step_module.train()
+        loader = self._train_loader()
+        bar = self._bar(loader, f"epoch {epoch + 1}/{cfg.epochs}", initial=start_step)
+        tic = time.perf_counter()
+        step = start_step
+        for batch in bar:
+            if batch is None:  # every image of the batch was unreadable and skipped
+                continue
+            images, targets = batch
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            loss, logits = self._forward(images, targets)
+            n = targets.numel()
+            # one host sync per step: the loss (for the finite check) and the hit count
+            loss_value, hits = torch.stack([loss.detach(), (logits.detach().argmax(1) == targets)
+                                            .sum().float()]).tolist()
+            if D.any_rank(not math.isfinite(loss_value), self.device):
+                raise HafclsError(
+                    f"The training loss became {_nonfinite(loss_value)} at epoch {epoch + 1}, "
+                    f"step {step + 1}; training stopped and the last good checkpoint "
+                    f"({self.folder.last}) was kept.",
+                    "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
+                    "resume with --resume after fixing.")
+            self._backward(loss)
+            step += 1
+            totals.loss += loss_value * n
+            totals.correct += int(hits)
+            totals.count += n
+            totals.steps += 1
+            totals.seconds += time.perf_counter() - tic
+            tic = time.perf_counter()
+            if bar is not loader and (step % 5 == 0 or step == self.steps_per_epoch):
+                bar.set_postfix(loss=f"{totals.loss / totals.count:.3f}",
+                                acc=f"{100 * totals.correct / totals.count:.1f}%",
+                                img_s=f"{totals.count / max(totals.seconds, 1e-9):.0f}",
+                                refresh=False)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 \
+                    and step < self.steps_per_epoch:
+                self._save_last(epoch, step, totals)
+        if bar is not loader:
+            bar.close()
+        return totals.reduced(self.device)
+
+    def _forward(self, images, targets):
+        with autocast_context(self.config.amp, self.device):
+            loss, logits = self.step_module(images, targets)
+        return loss.float(), logits.float()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                self._clip()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if cfg.grad_clip:
+                self._clip()
+            self.optimizer.step()
+
+    def _clip(self) -> None:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+
+    def _bar(self, loader, desc: str, initial: int = 0):
+        if not (self.config.progress and self.info.is_main):
+            return loader
+        from tqdm import tqdm
+
+        # disable=None: no bar when stderr is not a terminal (batch jobs log epoch lines only)
+        return tqdm(loader, desc=desc, total=self.steps_per_epoch, initial=initial,
+                    leave=False, dynamic_ncols=True, file=sys.stderr, unit="batch",
+                    disable=None)
+
+    def _validate(self) -> dict:
+        # BatchNorm statistics drift per rank after the last step: evaluate rank 0's (saved) ones
+        D.broadcast_buffers(self.model)
+        return evaluate_model(self.model, self.val_loader, self.hierarchy, self.device,
+                              amp=self.config.amp, score=self.method.score,
+                              criterion=self.criterion, channels_last=self.config.channels_last)
+
+    def _finish(self, started: float) -> dict:
+        cfg = self.config
+        D.barrier()
+        result = {"output": str(self.folder.path), "data": cfg.data, "method": cfg.method,
+                  "model": cfg.model, "seed": cfg.seed, "epochs": cfg.epochs,
+                  "select_metric": cfg.select_metric, "best_epoch": self.best_epoch,
+                  "val": self.best_val, "test": None}
+        if self.data.test is not None:
+            best = load_checkpoint(self.folder.best, map_location=self.device)
+            self.model.load_state_dict(best["model"])
+            self.criterion.load_state_dict(best["criterion"])
+            loader = make_eval_loader(self.data.test, cfg, self.info, self.device)
+            result["test"] = evaluate_model(self.model, loader, self.hierarchy, self.device,
+                                            amp=cfg.amp, score=self.method.score,
+                                            channels_last=cfg.channels_last)
+            self.log("test (best-validation model, epoch "
+                     f"{self.best_epoch}): {format_metrics(result['test'])}")
+        result["wall_time_s"] = time.perf_counter() - started
+        if self.info.is_main:
+            self.folder.write_metrics(result)
+        D.barrier()
+        return result
+
+
+def _better(value: float, best: float | None, higher: bool) -> bool:
+    """Whether ``value`` improves on ``best``; NaN (e.g. severity without mistakes) never wins
+    over a number, a number always wins over NaN."""
+    if best is None or (math.isnan(best) and not math.isnan(value)):
+        return True
+    if math.isnan(value):
+        return False
+    return value > best if higher else value < best
+
+
+def _nonfinite(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return "non-finite on another process"
+
+
+def _epoch_line(record: dict, cfg: TrainConfig) -> str:
+    tr = record["train"]
+    line = (f"epoch {record['epoch']}/{cfg.epochs}  lr {record['lr']:.4g}  train loss "
+            f"{tr['loss']:.4f} acc {100 * tr['top1']:.2f}%  {tr['img_per_s']:.0f} img/s")
+    if "val" in record:
+        line += f"  | val {format_metrics(record['val'])}"
+    return line
