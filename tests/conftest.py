@@ -23,3 +23,14 @@ def wordnet_data():
         if os.environ.get("CI"):
             pytest.fail("WordNet is missing in CI: .ci/run should have installed it")
         pytest.skip("WordNet 3.0 not installed (apt-get install wordnet-base wordnet-sense-index)")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads and lose a lot on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

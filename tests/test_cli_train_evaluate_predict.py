@@ -24,12 +24,7 @@ METRIC_ROWS = ("top1", "top5", "mistake_severity", "hierdist@1", "hierdist@5", "
                "acc@depth1", "acc@depth2", "n")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _invoke(*args):

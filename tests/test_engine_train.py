@@ -23,13 +23,7 @@ TINY = dict(data="synthetic", image_size=16,
             progress=False, lr=0.05)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models gain nothing from intra-op threads, and lose a lot on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
