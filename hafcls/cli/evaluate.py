@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -23,10 +24,13 @@ from hafcls.engine.config import DATASETS
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
               help="Mixed precision (default: the training run's).")
+@click.option("--skip-corrupt/--strict-images", "skip_corrupt", default=None,
+              help="Skip unreadable images and report how many (the training run's choice "
+                   "by default, skipping unless it was strict), or stop at the first one.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Also write the metrics as JSON to this file ('-' for stdout only).")
 def command(run_or_checkpoint: Path, data, data_dir, hierarchy, split, crm, batch_size, workers,
-            device, amp, json_path) -> None:
+            device, amp, skip_corrupt, json_path) -> None:
     """Evaluate RUN_OR_CHECKPOINT (a run folder's best.pt, or a .pt file) on a split.
 
     Prints top-1/top-5 accuracy, mistake severity, HierDist@1/5/20 and accuracy per depth.
@@ -36,9 +40,12 @@ def command(run_or_checkpoint: Path, data, data_dir, hierarchy, split, crm, batc
     from hafcls.engine.runs import json_safe
     from hafcls.io import atomic_write_text
 
+    if json_path is not None and str(json_path) != "-":
+        check_output_file(json_path)  # before the evaluation, which may take hours
     metrics = evaluate_checkpoint(run_or_checkpoint, split=split, data=data, data_dir=data_dir,
                                   hierarchy=hierarchy, crm=crm, batch_size=batch_size,
-                                  workers=workers, device=device, amp=amp)
+                                  workers=workers, device=device, amp=amp,
+                                  skip_corrupt=skip_corrupt)
     if not env_info().is_main:
         return
     text = json.dumps(json_safe(metrics), indent=2)
@@ -51,3 +58,21 @@ def command(run_or_checkpoint: Path, data, data_dir, hierarchy, split, crm, batc
     if json_path is not None:
         atomic_write_text(json_path, text + "\n")
         click.echo(f"Wrote {json_path}")
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse an output path that cannot be written (a folder, a file in the way of its folder,
+    a folder without write permission) before any work is done."""
+    from hafcls.errors import HafclsError
+
+    if path.is_dir():
+        raise HafclsError(f"{path} is a folder.", "give a file name for --json.")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HafclsError(f"Cannot create the folder {path.parent}: the file {parent} is in the "
+                          "way.", "choose another --json path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HafclsError(f"No permission to write in {parent}.",
+                          "choose a --json path in a folder you can write to.")

@@ -40,17 +40,22 @@ def assignments_to_dict(assignments) -> dict:
 
 
 def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> TrainConfig:
-    """Build the run's config from the run folder (when resuming), the file and the flags."""
+    """Build the run's config from the run folder (when resuming), the file and the flags.
+
+    Mapping options given with ``--set`` (``--set data_options.per_class=20``) and
+    ``--skip-corrupt/--strict-images`` (``data_options.skip_corrupt``) merge into the mapping
+    the run folder and the file give, instead of replacing it.
+    """
     from hafcls.engine.runs import RunFolder
 
     file_values = read_config_file(config_file) if config_file is not None else {}
     flags = {**explicit}
+    skip_corrupt = flags.pop("skip_corrupt", None)
     sets = assignments_to_dict(assignments)
-    for key, value in sets.items():  # dict options given with --set merge into the file's
-        if isinstance(value, dict):
-            base = file_values.get(key, file_values.get(key.replace("_", "-"), {}))
-            value = {**(base if isinstance(base, dict) else {}), **value}
-        flags[key] = value
+    if skip_corrupt is not None:
+        data_options = sets.get("data_options")
+        sets["data_options"] = {**(data_options if isinstance(data_options, dict) else {}),
+                                "skip_corrupt": skip_corrupt}
     cfg = TrainConfig()
     resume = flags.get("resume", file_values.get("resume", False))
     output = flags.get("output", file_values.get("output"))
@@ -60,6 +65,11 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> 
             cfg.update(stored, source=f"{output}/config.json")
     if file_values:
         cfg.update(file_values, source=str(config_file))
+    for key, value in sets.items():
+        base = getattr(cfg, key, None)
+        if isinstance(value, dict) and isinstance(base, dict):
+            value = {**base, **value}
+        flags[key] = value
     cfg.update(flags, source="the command line")
     return cfg
 
@@ -75,6 +85,9 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> 
 @click.option("--download", is_flag=True, default=None,
               help="Download the dataset if it is missing (explicit opt-in).")
 @click.option("--image-size", type=int, help="Input side in pixels (default: the dataset's).")
+@click.option("--skip-corrupt/--strict-images", "skip_corrupt", default=None,
+              help="Skip unreadable images and count them per epoch (default), or stop at the "
+                   "first one naming the file (data_options.skip_corrupt).")
 @click.option("--method", help="ce, haframe, etf-dr, hug-mhe, hug-mhs, hug-mgd, soft-labels, "
                                "hxe or ebv.")
 @click.option("--model", help="timm backbone name, e.g. resnet18, resnet50, wide_resnet50_2.")

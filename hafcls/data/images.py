@@ -62,8 +62,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     image (PIL decodes lazily, so the pixels are loaded here to catch truncation).
     """
     path = Path(path)
-    fix = ("delete or re-download the file, or pass skip_corrupt=True (--skip-corrupt) to skip "
-           "unreadable images and count them.")
+    fix = ("delete or re-download the file, or skip unreadable images and count them "
+           "(--skip-corrupt on the command line, skip_corrupt=True in Python).")
     try:
         if path.stat().st_size == 0:
             raise CorruptImageError(f"Image file {path} is empty (0 bytes).", fix, str(path))

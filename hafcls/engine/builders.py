@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hafcls.engine import distributed as D
-from hafcls.engine.checkpoint import check_hierarchy
+from hafcls.engine.checkpoint import check_hierarchy, load_weights
 from hafcls.engine.config import TrainConfig
 from hafcls.errors import HafclsError
 
@@ -102,11 +102,12 @@ def checkpoint_meta(config: TrainConfig, model, method, bundle) -> dict:
     }
 
 
-def model_from_checkpoint(ckpt: dict, hierarchy=None):
+def model_from_checkpoint(ckpt: dict, hierarchy=None, path=None):
     """Re-create the trained model of a loaded checkpoint, with its weights, in eval mode.
 
     Returns ``(model, hierarchy, score)``; ``score(logits)`` gives the method's probabilities.
-    A ``hierarchy`` other than the training one is refused.
+    A ``hierarchy`` other than the training one is refused; weights that do not fit the model
+    the metadata describes raise :class:`HafclsError` (``path`` names the file in the message).
     """
     from hafcls.hierarchy import Hierarchy
     from hafcls.models import create
@@ -122,7 +123,7 @@ def model_from_checkpoint(ckpt: dict, hierarchy=None):
     else:
         cfg.pop("frame", None)
     model = create(hierarchy=hierarchy, **cfg)
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt.get("model"), path or "the checkpoint", "model")
     model.eval()
     temperature = float(meta.get("method", {}).get("score_temperature", 1.0))
 

@@ -87,6 +87,33 @@ def check_hierarchy(meta: dict, hierarchy, what: str = "This checkpoint") -> Non
         )
 
 
+def load_weights(module: torch.nn.Module, state: dict, path: str | os.PathLike,
+                 what: str = "model") -> None:
+    """``module.load_state_dict(state)``, with weights that do not fit reported as a
+    :class:`HafclsError` naming the checkpoint and how many tensors are missing, unexpected or
+    mis-shaped (instead of torch's multi-line RuntimeError)."""
+    if not isinstance(state, dict):
+        raise HafclsError(f"The {what} weights in {path} are not a state dict.",
+                          "use the checkpoint as written by `hafcls train` (best.pt / last.pt "
+                          "of its run), or retrain.")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError:
+        own = module.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        misshaped = [k for k in own if k in state and hasattr(state[k], "shape")
+                     and tuple(state[k].shape) != tuple(own[k].shape)]
+        example = (missing or unexpected or misshaped or ["?"])[0]
+        raise HafclsError(
+            f"The weights in {path} do not fit the {what} it describes ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected and {len(misshaped)} mis-shaped tensors, e.g. "
+            f"{example!r}).",
+            "use the checkpoint as written by `hafcls train` (best.pt / last.pt of its run), "
+            "or retrain.",
+        ) from None
+
+
 # ---------------------------------------------------------------------- RNG state
 def rng_state() -> dict:
     """Every RNG a training step can consume (python, numpy, torch CPU and CUDA) as tensors and

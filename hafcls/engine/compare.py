@@ -301,7 +301,7 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
     if max_k < 1:
         raise HafclsError(f"max_k must be at least 1, got {max_k}.", "use e.g. max_k=100.")
     ckpt = load_checkpoint(ckpt_path, map_location="cpu")
-    model, hierarchy, score = model_from_checkpoint(ckpt)
+    model, hierarchy, score = model_from_checkpoint(ckpt, path=ckpt_path)
     config = TrainConfig.from_dict(ckpt["meta"]["config"], source=f"{ckpt_path}'s config")
     overrides = {"resume": False, "device": device}
     if workers is not None:

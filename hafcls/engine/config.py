@@ -215,7 +215,11 @@ def read_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise HafclsError(f"No such config file: {path}.", "check the path given to --config.")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise HafclsError(f"{path} is not UTF-8 text (bad byte at offset {err.start}).",
+                          "give a YAML or JSON config file saved as UTF-8.") from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

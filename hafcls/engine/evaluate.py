@@ -38,7 +38,9 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
 
     ``score(logits)`` turns logits into the probabilities used for ranking (default softmax);
     with ``crm=True`` classes are re-ranked by conditional risk (lowest expected distance
-    first). With ``criterion`` the mean loss is reported as ``loss``.
+    first). With ``criterion`` the mean loss is reported as ``loss``. Unreadable images that
+    the dataset skipped (``skip_corrupt``) are left out of ``n`` and counted as ``skipped``
+    (present only when some were skipped).
     """
     from hafcls.metrics import SeverityMeter
 
@@ -48,11 +50,13 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    seen = 0
     try:
         for batch in loader:
             if batch is None:
                 continue
             images, targets = batch
+            seen += targets.numel()
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
             if channels_last:
@@ -71,10 +75,25 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
         model.train(was_training)
     meter.all_reduce()
     metrics = meter.compute()
+    skipped = _count_skipped(loader, seen, device)
+    if skipped:
+        metrics["skipped"] = skipped
     if criterion is not None:
         D.all_reduce_sum(loss_sum)
         metrics["loss"] = float(loss_sum[0] / loss_sum[1].clamp_min(1))
     return metrics
+
+
+def _count_skipped(loader, seen: int, device: torch.device) -> int:
+    """Samples the loader's sampler dealt out but no batch delivered (unreadable images),
+    summed over DDP ranks; 0 for loaders without a sized sampler."""
+    try:
+        dealt = len(loader.sampler)
+    except (AttributeError, TypeError):
+        dealt = seen
+    count = torch.tensor([max(dealt - seen, 0)], dtype=torch.float64, device=device)
+    D.all_reduce_sum(count)
+    return int(count.item())
 
 
 def _crm_ranker(hierarchy, device: torch.device) -> Callable:
@@ -91,13 +110,15 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
                         data: str | None = None, data_dir: str | None = None,
                         hierarchy=None, crm: bool = False, batch_size: int | None = None,
                         workers: int | None = None, device: str = "auto",
-                        amp: str | None = None, ks=DEFAULT_KS) -> dict:
+                        amp: str | None = None, ks=DEFAULT_KS,
+                        skip_corrupt: bool | None = None) -> dict:
     """Evaluate a trained model (a run folder's ``best.pt``, or any checkpoint) on a split.
 
     The dataset, its options and the hierarchy default to those the model was trained with;
     ``data``/``data_dir`` point at another copy, ``hierarchy`` (name, file or Hierarchy) must be
-    the training one or the checkpoint is refused. Returns the metrics plus ``checkpoint``,
-    ``split`` and ``crm``.
+    the training one or the checkpoint is refused. ``skip_corrupt`` overrides whether
+    unreadable images are skipped (and reported as ``skipped``) or stop the evaluation. Returns
+    the metrics plus ``checkpoint``, ``split`` and ``crm``.
     """
     if split not in ("test", "val", "train"):
         raise HafclsError(f"Unknown split {split!r}.", "use test or val.")
@@ -111,7 +132,7 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
         given = load_hierarchy(hierarchy)
         if given is not None:
             check_hierarchy(ckpt["meta"], given, what=f"The checkpoint {path}")
-        model, h, score = model_from_checkpoint(ckpt, given)
+        model, h, score = model_from_checkpoint(ckpt, given, path=path)
         config = TrainConfig.from_dict(ckpt["meta"]["config"], source=f"{path}'s config")
         overrides = {"resume": False}
         if data is not None and data != config.data:
@@ -123,6 +144,9 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
             overrides["eval_batch_size"] = batch_size
         if workers is not None:
             overrides["workers"] = workers
+        if skip_corrupt is not None:
+            base = overrides.get("data_options", config.data_options)
+            overrides["data_options"] = {**base, "skip_corrupt": bool(skip_corrupt)}
         if amp is not None:
             overrides["amp"] = amp
         elif config.amp == "fp16" and dev.type != "cuda":
@@ -165,6 +189,8 @@ def format_metrics(m: dict) -> str:
     parts += [f"{k} {_num(v)}" for k, v in m.items() if k.startswith("hierdist@")]
     if "loss" in m:
         parts.append(f"loss {m['loss']:.4f}")
+    if m.get("skipped"):
+        parts.append(f"(skipped {m['skipped']} unreadable images)")
     return "  ".join(parts)
 
 
@@ -176,7 +202,7 @@ def metrics_table(m: dict) -> str:
             continue
         if key in ("top1", "top5") or key.startswith("acc@"):
             text = _pct(value)
-        elif key == "n":
+        elif key in ("n", "skipped"):
             text = str(value)
         elif isinstance(value, (int, float)):
             text = _num(value)

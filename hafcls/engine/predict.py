@@ -24,7 +24,7 @@ def load_predictor(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
 
     path = find_checkpoint(run_or_checkpoint)
     ckpt = load_checkpoint(path, map_location="cpu")
-    model, hierarchy, score = model_from_checkpoint(ckpt)
+    model, hierarchy, score = model_from_checkpoint(ckpt, path=path)
     data = ckpt["meta"].get("data", {})
     size = data.get("image_size") or ckpt["meta"]["config"].get("image_size") or 224
     kwargs = {k: data[k] for k in ("mean", "std") if data.get(k)}

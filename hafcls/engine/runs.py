@@ -29,6 +29,19 @@ RESUMABLE_CHANGES = frozenset({
     "epochs", "workers", "progress", "device", "checkpoint_every", "eval_batch_size", "resume",
     "output", "data_dir", "download", "deterministic",
 })
+# data_options that may change on resume (how unreadable images are handled)
+RESUMABLE_DATA_OPTIONS = frozenset({"skip_corrupt"})
+
+
+# the files a run writes, at the top of its folder and in checkpoints/
+RUN_FILES = ("config.json", "hierarchy.json", "metrics.jsonl", "metrics.json")
+CHECKPOINT_FILES = ("last.pt", "best.pt")
+
+
+def _is_own_temp(name: str, own: tuple[str, ...]) -> bool:
+    """Whether ``name`` is a temporary file of :func:`hafcls.io.atomic_write` for one of
+    ``own`` (``.NAME.XXXXXXXX.tmp``)."""
+    return name.endswith(".tmp") and any(name.startswith(f".{o}.") for o in own)
 
 
 def json_safe(obj):
@@ -58,17 +71,54 @@ class RunFolder:
 
     def holds_run(self) -> bool:
         """Whether a run already wrote here (a config or a checkpoint)."""
-        return self.config_file.exists() or self.last.exists()
+        return self.config_file.exists() or self.last.exists() or self.best.exists()
+
+    def holds_checkpoint(self) -> bool:
+        return self.last.exists() or self.best.exists()
 
     def check_fresh(self) -> None:
-        """Refuse to overwrite an existing run unless resuming."""
-        if self.holds_run():
+        """Refuse to overwrite an existing run unless resuming, and refuse a folder holding
+        other files (the user's own would be mixed with, or replaced by, the run's)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise HafclsError(f"--output {self.path} is a file.", "give a folder path.")
+        if self.holds_checkpoint():
             raise HafclsError(
                 f"{self.path} already holds a training run.",
                 "pass --resume to continue it, or choose another --output folder.",
             )
-        if self.path.exists() and not self.path.is_dir():
-            raise HafclsError(f"--output {self.path} is a file.", "give a folder path.")
+        if self.holds_run():
+            # a run that stopped before its first checkpoint: nothing to lose, but say so
+            raise HafclsError(
+                f"{self.path} holds a training run that stopped before its first checkpoint.",
+                "pass --resume to start it again (options may change, nothing was trained "
+                "yet), or choose another --output folder.",
+            )
+        if self.path.is_dir():
+            names = sorted(p.name for p in self.path.iterdir())
+            if names:
+                more = f", ... ({len(names)} in all)" if len(names) > 3 else ""
+                raise HafclsError(
+                    f"{self.path} exists and holds other files ({', '.join(names[:3])}{more}).",
+                    "choose a new or empty --output folder.",
+                )
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temporary files of writes that a killed process left half-done; return the
+        bytes freed. Only one process writes a run folder, so any such file found at start-up
+        belongs to a dead one."""
+        freed = 0
+        for folder, names in ((self.path, RUN_FILES), (self.checkpoint_dir, CHECKPOINT_FILES)):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                if entry.is_file() and _is_own_temp(entry.name, names):
+                    try:
+                        size = entry.stat().st_size
+                        entry.unlink()
+                    except FileNotFoundError:
+                        continue
+                    freed += size
+        return freed
 
     def stored_config(self) -> dict | None:
         """The config a previous run saved here, or None."""
@@ -124,6 +174,11 @@ def check_resume_config(stored: dict, config: TrainConfig) -> None:
     for key, old in stored.items():
         if key in RESUMABLE_CHANGES or key not in current:
             continue
+        if key == "data_options" and isinstance(old, dict):
+            # how unreadable images are handled does not change what is trained
+            old = {k: v for k, v in old.items() if k not in RESUMABLE_DATA_OPTIONS}
+            current[key] = {k: v for k, v in current[key].items()
+                            if k not in RESUMABLE_DATA_OPTIONS}
         if current[key] != old:
             raise HafclsError(
                 f"Cannot resume with {key}={current[key]!r}: the run was started with "

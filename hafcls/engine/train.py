@@ -39,6 +39,7 @@ from hafcls.engine.builders import (
 )
 from hafcls.engine.checkpoint import (
     load_checkpoint,
+    load_weights,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -160,21 +161,22 @@ class EpochTotals:
     count: int = 0
     steps: int = 0
     seconds: float = 0.0
+    skipped: int = 0          # unreadable images left out of this epoch's batches
     extra: dict = field(default_factory=dict)
 
     def state(self) -> dict:
         return {"loss": self.loss, "correct": self.correct, "count": self.count,
-                "steps": self.steps, "seconds": self.seconds}
+                "steps": self.steps, "seconds": self.seconds, "skipped": self.skipped}
 
     def reduced(self, device: torch.device) -> dict:
-        t = torch.tensor([self.loss, self.correct, self.count], dtype=torch.float64,
-                         device=device)
+        t = torch.tensor([self.loss, self.correct, self.count, self.skipped],
+                         dtype=torch.float64, device=device)
         D.all_reduce_sum(t)
-        loss, correct, count = t.tolist()
+        loss, correct, count, skipped = t.tolist()
         seconds = max(self.seconds, 1e-9)
         # images of every rank over this rank's time: the job's throughput
         return {"loss": loss / max(count, 1), "top1": correct / max(count, 1),
-                "images": int(count), "img_per_s": count / seconds}
+                "images": int(count), "skipped": int(skipped), "img_per_s": count / seconds}
 
 
 # ---------------------------------------------------------------------- the loop
@@ -188,6 +190,7 @@ class Trainer:
         self.device = device
         self.folder = RunFolder(config.output)
         self._log = log or _stderr
+        self._position = (0, 0)  # (epoch, step) of the current training step
 
     def log(self, msg: str) -> None:
         if self.info.is_main:
@@ -201,9 +204,9 @@ class Trainer:
         if self.info.is_main:
             try:
                 stored = self.folder.stored_config()
-                if self.config.resume and stored is not None:
-                    check_resume_config(stored, self.config)
                 if self.config.resume and self.folder.last.is_file():
+                    if stored is not None:
+                        check_resume_config(stored, self.config)
                     decision = (str(self.folder.last), None)
                 elif self.config.resume and stored is not None:
                     self.log(f"No checkpoint to resume in {self.folder.path}: starting afresh.")
@@ -211,6 +214,11 @@ class Trainer:
                     self.folder.check_fresh()
             except HafclsError as err:
                 decision = (None, f"{err.problem}\x00{err.fix or ''}")
+            else:
+                freed = self.folder.remove_stale_temp_files()
+                if freed:
+                    self.log(f"Removed {freed / 2**20:.1f} MiB of temporary files left by an "
+                             "interrupted write.")
         decision = D.broadcast_object(decision)
         if decision[1] is not None:
             problem, fix = decision[1].split("\x00")
@@ -293,7 +301,22 @@ class Trainer:
             "rng": rng_state(),
         }
 
+    def _check_weights_finite(self) -> None:
+        """Never write non-finite weights into a checkpoint (they could not be resumed)."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.is_floating_point()]
+        if not named:
+            return
+        finite = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu()  # one sync
+        bad = [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
+        if bad:
+            raise HafclsError(
+                f"The model weights became non-finite (e.g. {bad[0]!r}); training stopped and "
+                f"the last good checkpoint ({self.folder.last}) was kept.",
+                "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
+                "resume with --resume after fixing.")
+
     def _save_last(self, epochs_done: int, step_in_epoch: int, totals: EpochTotals) -> None:
+        self._check_weights_finite()
         rng_ranks = D.gather_to_main(rng_state())  # every rank's streams, for an exact resume
         if self.info.is_main:
             meta = dict(self.meta, epochs_done=epochs_done, step_in_epoch=step_in_epoch)
@@ -303,6 +326,7 @@ class Trainer:
         D.barrier()
 
     def _save_best(self, epochs_done: int, val: dict) -> None:
+        self._check_weights_finite()
         if self.info.is_main:
             meta = dict(self.meta, epochs_done=epochs_done, val=val)
             state = {"model": self.model.state_dict(), "criterion": self.criterion.state_dict()}
@@ -313,8 +337,8 @@ class Trainer:
         from hafcls.engine.checkpoint import check_hierarchy
 
         check_hierarchy(ckpt["meta"], self.hierarchy, what=f"The checkpoint {path}")
-        self.model.load_state_dict(ckpt["model"])
-        self.criterion.load_state_dict(ckpt["criterion"])
+        load_weights(self.model, ckpt["model"], path, "model")
+        load_weights(self.criterion, ckpt["criterion"], path, "loss")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -342,6 +366,7 @@ class Trainer:
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.best_val: dict | None = None
+        self.train_skipped: int | None = None
         epochs_done, step_in_epoch, totals = 0, 0, EpochTotals()
         if resume_from is not None:
             epochs_done, step_in_epoch, totals = self._restore(resume_from)
@@ -358,6 +383,7 @@ class Trainer:
         higher = metric_is_higher_better(cfg.select_metric)
         for epoch in range(epochs_done, cfg.epochs):
             train_stats = self._train_epoch(epoch, step_in_epoch, totals)
+            self.train_skipped = train_stats["skipped"]
             step_in_epoch, totals = 0, EpochTotals()
             record = {"epoch": epoch + 1, "lr": lr_factor(epoch, cfg) * cfg.lr,
                       "train": train_stats}
@@ -391,9 +417,14 @@ class Trainer:
         tic = time.perf_counter()
         step = start_step
         for batch in bar:
+            # samples the sampler dealt into this batch; the shortfall was unreadable
+            expected = min(cfg.batch_size, self.sampler.per_rank - step * cfg.batch_size)
             if batch is None:  # every image of the batch was unreadable and skipped
+                totals.skipped += expected
+                step += 1
                 continue
             images, targets = batch
+            totals.skipped += expected - targets.numel()
             images = images.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
             loss, logits = self._forward(images, targets)
@@ -408,6 +439,7 @@ class Trainer:
                     f"({self.folder.last}) was kept.",
                     "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
                     "resume with --resume after fixing.")
+            self._position = (epoch, step)  # for the message of a non-finite gradient
             self._backward(loss)
             step += 1
             totals.loss += loss_value * n
@@ -437,6 +469,7 @@ class Trainer:
         cfg = self.config
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
+            # the scaler skips steps with inf/NaN gradients by design
             self.scaler.scale(loss).backward()
             if cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
@@ -445,13 +478,26 @@ class Trainer:
             self.scaler.update()
         else:
             loss.backward()
-            if cfg.grad_clip:
-                self._clip()
+            # a finite loss can still have a non-finite gradient; stepping with it would make
+            # every weight NaN (and the next checkpoint useless), so check before the step
+            norm = float(self._clip())
+            if D.any_rank(not math.isfinite(norm), self.device):
+                epoch, step = self._position
+                raise HafclsError(
+                    f"The gradient norm became {_nonfinite(norm)} at epoch {epoch + 1}, step "
+                    f"{step + 1}; training stopped before the weights changed and the last good "
+                    f"checkpoint ({self.folder.last}) was kept.",
+                    "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp "
+                    "bf16/none; resume with --resume after fixing.")
             self.optimizer.step()
 
-    def _clip(self) -> None:
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+    def _clip(self) -> torch.Tensor:
+        """Clip the global gradient norm to ``grad_clip`` (if set); return the norm before."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]
+                  if p.grad is not None]
+        if self.config.grad_clip:
+            return torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        return torch.nn.utils.get_total_norm([p.grad for p in params])
 
     def _bar(self, loader, desc: str, initial: int = 0):
         if not (self.config.progress and self.info.is_main):
@@ -477,10 +523,12 @@ class Trainer:
                   "model": cfg.model, "seed": cfg.seed, "epochs": cfg.epochs,
                   "select_metric": cfg.select_metric, "best_epoch": self.best_epoch,
                   "val": self.best_val, "test": None}
+        if self.train_skipped:  # unreadable training images, left out of every epoch
+            result["train_skipped"] = self.train_skipped
         if self.data.test is not None:
             best = load_checkpoint(self.folder.best, map_location=self.device)
-            self.model.load_state_dict(best["model"])
-            self.criterion.load_state_dict(best["criterion"])
+            load_weights(self.model, best["model"], self.folder.best, "model")
+            load_weights(self.criterion, best["criterion"], self.folder.best, "loss")
             loader = make_eval_loader(self.data.test, cfg, self.info, self.device)
             result["test"] = evaluate_model(self.model, loader, self.hierarchy, self.device,
                                             amp=cfg.amp, score=self.method.score,
@@ -516,6 +564,8 @@ def _epoch_line(record: dict, cfg: TrainConfig) -> str:
     tr = record["train"]
     line = (f"epoch {record['epoch']}/{cfg.epochs}  lr {record['lr']:.4g}  train loss "
             f"{tr['loss']:.4f} acc {100 * tr['top1']:.2f}%  {tr['img_per_s']:.0f} img/s")
+    if tr.get("skipped"):
+        line += f"  (skipped {tr['skipped']} unreadable images)"
     if "val" in record:
         line += f"  | val {format_metrics(record['val'])}"
     return line
