@@ -155,7 +155,15 @@ class Frame:
                 f"{path} is a safetensors file but not a hafcls frame.",
                 "rebuild it with `hafcls frame` or Frame.save().",
             )
-        meta = json.loads(header["hafcls"])
+        try:
+            meta = json.loads(header["hafcls"])
+        except json.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict) or "kind" not in meta:
+            raise HafclsError(
+                f"{path} has unreadable frame metadata.",
+                "rebuild it with `hafcls frame` or Frame.save().",
+            )
         if meta.get("version", 0) > FORMAT_VERSION:
             raise HafclsError(
                 f"{path} uses frame format version {meta['version']}; this hafcls reads up to "
