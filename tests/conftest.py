@@ -25,9 +25,10 @@ def wordnet_data():
         pytest.skip("WordNet 3.0 not installed (apt-get install wordnet-base wordnet-sense-index)")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads and lose a lot on a busy machine."""
+    """One intra-op thread for the whole suite: tiny models gain nothing from more, and on a
+    busy 2-core machine oversubscribed OpenMP threads made a tiny training run ~10x slower."""
     import torch
 
     before = torch.get_num_threads()

@@ -24,8 +24,6 @@ METRIC_ROWS = ("top1", "top5", "mistake_severity", "hierdist@1", "hierdist@5", "
                "acc@depth1", "acc@depth2", "n")
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def _invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)

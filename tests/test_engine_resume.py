@@ -29,8 +29,6 @@ TINY = dict(data="synthetic", image_size=16,
             progress=False, lr=0.05)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def _tree(extra=False):
     edges = [("r", "a"), ("r", "b"), ("a", "x"), ("a", "y"), ("b", "z")]

@@ -23,8 +23,6 @@ TINY = dict(data="synthetic", image_size=16,
             progress=False, lr=0.05)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
