@@ -38,8 +38,7 @@ from hafcls.data import (
     load_rgb,
     transforms_for_model,
 )
-from hafcls.data import cifar100 as cifar_module
-from hafcls.data import fgvc_aircraft as fgvc_module
+from hafcls.data import base as data_base
 from hafcls.data.transforms import ToNormalizedTensor
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
@@ -115,7 +114,7 @@ def test_cifar100_missing_and_download(tmp_path, monkeypatch):
         calls.append((url, md5))
         write_cifar100(download_root, n_train=2, n_test=1)
 
-    monkeypatch.setattr(cifar_module, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(data_base, "download_and_extract_archive", fake_download)
     b = build_datasets("cifar100", data_dir=tmp_path / "new", download=True, val_per_class=1)
     assert calls == [("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                       "eb9058c3a382ffc7106e4002c42a8d85")]
@@ -164,7 +163,7 @@ def test_fgvc_user_hierarchy_missing_and_download(tmp_path, monkeypatch):
         urls.append(url)
         write_fgvc(download_root)
 
-    monkeypatch.setattr(fgvc_module, "download_and_extract_archive", fake_download)
+    monkeypatch.setattr(data_base, "download_and_extract_archive", fake_download)
     ds = FGVCAircraft(tmp_path / "fresh", "val", download=True)
     assert len(ds) == 6
     assert urls == ["https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/"

@@ -5,15 +5,42 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
+from torchvision.datasets.utils import download_and_extract_archive
 
 from hafcls.data.images import SafeImageLoader
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 
 SPLITS = ("train", "val", "test")
+
+
+def locate_or_download(
+    root: str | os.PathLike,
+    find: Callable[[Path], Path],
+    *,
+    name: str,
+    layout: str,
+    url: str,
+    md5: str | None,
+    download: bool,
+) -> Path:
+    """``find(root)``, or, only when ``download`` is set, fetch ``url`` into ``root`` first."""
+    root = Path(root)
+    try:
+        return find(root)
+    except HafclsError:
+        if not download:
+            raise HafclsError(
+                f"No {name} data under {root}.",
+                f"expected {layout}; pass download=True (--download) to fetch it there.",
+            ) from None
+    root.mkdir(parents=True, exist_ok=True)
+    download_and_extract_archive(url, download_root=str(root), md5=md5)
+    return find(root)
 
 
 def check_split(split: str, allowed: Sequence[str] = SPLITS) -> str:

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.utils import download_and_extract_archive
 
-from hafcls.data.base import check_split, last_per_class, map_labels
+from hafcls.data.base import check_split, last_per_class, locate_or_download, map_labels
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.hierarchy.sources.cifar100 import (
@@ -35,18 +34,8 @@ VAL_PER_CLASS = 50
 
 def locate_cifar100(root: str | os.PathLike, download: bool = False) -> Path:
     """The ``cifar-100-python`` folder under ``root``; fetched first when ``download``."""
-    root = Path(root)
-    try:
-        return find_cifar100_dir(root)
-    except HafclsError:
-        if not download:
-            raise HafclsError(
-                f"No CIFAR-100 data under {root}.",
-                f"expected {LAYOUT}; pass download=True (--download) to fetch it there.",
-            ) from None
-    root.mkdir(parents=True, exist_ok=True)
-    download_and_extract_archive(URL, download_root=str(root), md5=MD5)
-    return find_cifar100_dir(root)
+    return locate_or_download(root, find_cifar100_dir, name="CIFAR-100", layout=LAYOUT,
+                              url=URL, md5=MD5, download=download)
 
 
 def read_cifar_file(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:

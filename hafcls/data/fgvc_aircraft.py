@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
-from torchvision.datasets.utils import download_and_extract_archive
 
-from hafcls.data.base import ImageFileDataset, check_split, map_labels
+from hafcls.data.base import ImageFileDataset, check_split, locate_or_download, map_labels
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.hierarchy.sources.fgvc_aircraft import (
@@ -32,19 +31,9 @@ SPLITS = ("train", "val", "trainval", "test")
 
 def locate_fgvc(root: str | os.PathLike, download: bool = False) -> Path:
     """The ``data`` folder of FGVC-Aircraft under ``root``; fetched first when ``download``."""
-    root = Path(root)
-    try:
-        return find_fgvc_dir(root)
-    except HafclsError:
-        if not download:
-            raise HafclsError(
-                f"No FGVC-Aircraft data under {root}.",
-                f"expected {LAYOUT}; pass download=True (--download) to fetch it there.",
-            ) from None
-    root.mkdir(parents=True, exist_ok=True)
     # the archive publishes no checksum; the extracted files are validated when read
-    download_and_extract_archive(URL, download_root=str(root))
-    return find_fgvc_dir(root)
+    return locate_or_download(root, find_fgvc_dir, name="FGVC-Aircraft", layout=LAYOUT,
+                              url=URL, md5=None, download=download)
 
 
 class CropBottom:
