@@ -78,6 +78,23 @@ def test_balanced_s_min_closed_form(gamma):
     assert find_s_min(h, gamma, "paper") == expected
 
 
+def test_paper_rule_counts_tiny_negative_eigenvalues_as_zero():
+    """A grid point with lambda_min = -5e-7 is kept (|lambda| < 1e-6 is zero); -2e-6 is not."""
+    from scipy.optimize import brentq
+
+    groups, m, j = 4, 5, 30
+    h = balanced(groups, m)
+    s_j = paper_grid(20)[j]
+    for target_lam, expected_index in ((-5e-7, j), (-2e-6, j - 1)):
+        gamma = brentq(lambda g, t=target_lam: balanced_eigen(groups, m, g, s_j)["ones"] - t,
+                       0.1, 20, xtol=1e-14)
+        assert psd_bound(h, gamma) > s_j  # s_j is genuinely (slightly) indefinite
+        assert np.linalg.eigvalsh(dense_target(h, gamma, s_j))[0] == pytest.approx(
+            target_lam, abs=1e-12)
+        assert find_s_min(h, gamma, "paper") == paper_grid(20)[expected_index]
+        assert brute_force_paper(h, gamma) == paper_grid(20)[expected_index]
+
+
 def test_balanced_tree_frame_coordinates_closed_form():
     """With s_min = 0, g(root) > 0: W is the sparse tree factor itself, entries in closed form."""
     gamma, groups, m = 2.0, 4, 5

@@ -110,7 +110,7 @@ def test_cli_builds_and_saves(tmp_path):
     h = load("imagenet-1k")
     f = Frame.load(out, hierarchy=h)
     assert f.gamma == 2.0 and f.method == "tree" and f.max_error < 1e-12
-    assert f"dimension d: {f.dim}" in result.output
+    assert f"dimension d:  {f.dim}" in result.output
 
 
 def test_cli_reads_an_isa_file_and_float_s_min(tmp_path):

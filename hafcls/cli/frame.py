@@ -54,13 +54,13 @@ def command(hierarchy, gamma, s_min, method, dim, distance, seed, no_similarity,
     seconds = time.perf_counter() - start
     frame.save(output, include_similarity=not no_similarity)
     rule = frame.info.get("s_min_rule")
-    click.echo(f"classes K:  {frame.num_classes}")
-    click.echo(f"dimension d: {frame.dim}")
-    click.echo(f"s_min:      {frame.s_min:.6f} ({rule})")
-    click.echo(f"gamma:      {frame.gamma:g}")
-    click.echo(f"max error:  {frame.max_error:.3e}  (max |W^T W - S|)")
+    click.echo(f"classes K:    {frame.num_classes}")
+    click.echo(f"dimension d:  {frame.dim}")
+    click.echo(f"s_min:        {frame.s_min:.6f} ({rule})")
+    click.echo(f"gamma:        {frame.gamma:g}")
+    click.echo(f"max error:    {frame.max_error:.3e}  (max |W^T W - S|)")
     if "lambda_next" in frame.info:
-        click.echo(f"lambda_{frame.dim + 1}: {frame.info['lambda_next']:.4g}  (first dropped "
-                   "eigenvalue)")
-    click.echo(f"build time: {seconds:.2f} s ({method})")
+        label = f"lambda_{frame.dim + 1}:".ljust(14)
+        click.echo(f"{label}{frame.info['lambda_next']:.4g}  (first dropped eigenvalue)")
+    click.echo(f"build time:   {seconds:.2f} s ({method})")
     click.echo(f"wrote {output}")

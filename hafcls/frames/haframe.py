@@ -13,17 +13,19 @@
   the sparse form for sparse logits; ``seed`` is unused by the exact tree frame.
 * ``dim=r < K`` gives a low-dimensional approximation from the top-r eigenpairs of S, rotated by a
   random r x r orthonormal matrix, columns renormalised; ``max_error`` is then the realised
-  ``max |cos - S|`` and ``info["lambda_next"]`` the first dropped eigenvalue. With
+  ``max |cos - S|`` (``info["mean_error"]`` its mean over all pairs) and ``info["lambda_next"]``
+  the first dropped eigenvalue. With
   ``method="tree"`` the eigenpairs come from Lanczos (``scipy.sparse.linalg.eigsh``) on the sparse
   product ``S x = W^T (W x)`` (dense ``eigh`` on S when ``r + 1 >= K // 2``, where Lanczos has no
   advantage); with ``method="eigh"`` from dense ``scipy.linalg.eigh`` on the top-r subset.
 
-Memory for large K: S is built row block by row block from LCA depths (no distance matrix) and
-stored as float32; ``max_error`` is computed blockwise in float64, except for the exact tree frame,
-where it is a rigorous bound evaluated through the tree in O(#nodes)
-(:meth:`TreeSimilarity.factor_error`) rather than a d x K x K product; the dense float32
-weight is filled from the sparse factor in row blocks. At 21,841 classes the two float32 arrays
-(S: 1.9 GB, W: about 2.4 GB) dominate the peak.
+Memory for large K: S is filled row block by row block from the tree (running minima over the
+class preorder; no distance matrix) and stored as float32. ``max_error`` is computed blockwise in
+float64, except for the exact tree frame, where it is evaluated through the tree in O(#nodes)
+(:meth:`TreeSimilarity.factor_error`; equal to the realised maximum up to float64 rounding)
+instead of a d x K x K product. The dense weight is written once in its final dtype from the sparse
+factor. At 21,841 classes the two float32 arrays (S: 1.8 GiB, W: 2.3 GiB) are the peak: 4.1 GiB
+traced in ``scripts/bench_frames.py``.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ def _build_eigh(src, gamma, s, dim, rng, dtype):
     del q, u
     weight /= np.linalg.norm(weight, axis=0, keepdims=True)
     err = gram_error(weight, target)
+    if dim is not None and dim < k:
+        info["mean_error"] = float(np.abs(weight.T @ weight - target).mean())
     return weight.astype(dtype, copy=False), target.astype(np.float32), err, info
 
 
@@ -174,20 +178,21 @@ def _build_tree(tree: TreeSimilarity, gamma, s, dim, rng, dtype):
             "method='eigh' for an exact frame in dim >= K dimensions.",
         )
     weight, low_info = _low_dim(tree, fac, gamma, s, dim, rng)
-    target, err = _target_and_gram_error(tree, gamma, s, weight)
-    info = {"num_coordinates": d_tree, **low_info}
+    target, err, mean_err = _target_and_gram_error(tree, gamma, s, weight)
+    info = {"num_coordinates": d_tree, **low_info, "mean_error": mean_err}
     return weight.astype(dtype, copy=False), target, err, info, None
 
 
 def _target_and_gram_error(tree: TreeSimilarity, gamma, s, weight: np.ndarray):
-    """The float32 target S and ``max |W^T W - S|`` for a dense float64 weight (d x K)."""
+    """The float32 target S, ``max |W^T W - S|`` and its mean, for a dense float64 weight."""
     k = tree.num_classes
     target = np.empty((k, k), dtype=np.float32)
-    worst = 0.0
+    worst, total = 0.0, 0.0
     for rows, srow in tree.similarity_rows(gamma, s):
-        worst = max(worst, float(np.max(np.abs(weight[:, rows].T @ weight - srow))))
+        err = np.abs(weight[:, rows].T @ weight - srow)
+        worst, total = max(worst, float(err.max())), total + float(err.sum())
         target[rows] = srow
-    return target, worst
+    return target, worst, total / k**2
 
 
 def _low_dim(tree: TreeSimilarity, fac: TreeFactor, gamma, s, r: int, rng):
