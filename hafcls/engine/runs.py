@@ -94,7 +94,9 @@ class RunFolder:
                 "yet), or choose another --output folder.",
             )
         if self.path.is_dir():
-            names = sorted(p.name for p in self.path.iterdir())
+            # a killed first write leaves only our own temp file: that is not the user's
+            names = sorted(p.name for p in self.path.iterdir()
+                           if not _is_own_temp(p.name, RUN_FILES))
             if names:
                 more = f", ... ({len(names)} in all)" if len(names) > 3 else ""
                 raise HafclsError(
