@@ -128,3 +128,22 @@ def test_autocast_runs_matmuls_in_bf16_on_the_cpu_and_refuses_fp16_there():
         assert (a @ a).dtype == torch.float32
     with pytest.raises(HafclsError, match="fp16 needs a CUDA"):
         autocast_context("fp16", torch.device("cpu"))
+
+
+def test_pretrained_backbone_gets_its_own_normalisation(tmp_path):
+    # a local "pretrained" file of the same timm model; timm's data config for it uses the
+    # ImageNet mean/std, which must replace the synthetic data's own statistics everywhere
+    import timm
+    from timm.data import resolve_data_config
+
+    weights = tmp_path / "test_resnet.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), weights)
+    result = train(TrainConfig.from_dict({**TINY, "epochs": 1, "output": str(tmp_path / "run"),
+                                          "pretrained_file": str(weights)}))
+    expected = resolve_data_config({}, model=timm.create_model("test_resnet"))
+    meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["meta"]
+    assert meta["data"]["mean"] == pytest.approx(list(expected["mean"]))
+    assert meta["data"]["std"] == pytest.approx(list(expected["std"]))
+    # evaluation of the checkpoint uses the same pipeline and reproduces the test metrics
+    again = evaluate_checkpoint(tmp_path / "run", split="test")
+    assert again["top1"] == pytest.approx(result["test"]["top1"])

@@ -60,6 +60,16 @@ class DataBundle:
             self.val.transform = eval
             self.test.transform = eval
 
+    def use_model_transforms(self, model) -> None:
+        """Feed a pretrained backbone the pipeline it was trained with: its mean, std,
+        interpolation and crop from timm's ``resolve_data_config``, at this dataset's size."""
+        from hafcls.data.transforms import _data_config, transforms_for_model
+
+        cfg = _data_config(model)
+        self.set_transforms(transforms_for_model(model, True, self.image_size),
+                            transforms_for_model(model, False, self.image_size))
+        self.mean, self.std = tuple(cfg["mean"]), tuple(cfg["std"])
+
     @property
     def collate_fn(self) -> Callable | None:
         """:func:`collate_skip_corrupt` when unreadable images are skipped, else ``None``."""

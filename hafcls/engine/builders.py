@@ -87,6 +87,13 @@ def build_method_and_model(config: TrainConfig, hierarchy):
     return method, model
 
 
+def match_backbone_transforms(bundle, model, config: TrainConfig) -> None:
+    """A pretrained backbone sees images normalised as in its pretraining (timm's data config);
+    a backbone trained from scratch keeps the dataset's own statistics."""
+    if config.pretrained or config.pretrained_file:
+        bundle.use_model_transforms(model)
+
+
 def checkpoint_meta(config: TrainConfig, model, method, bundle) -> dict:
     """What a checkpoint needs besides weights to be used on its own (JSON-able)."""
     h = bundle.hierarchy

@@ -294,6 +294,7 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
         autocast_context,
         build_data,
         make_eval_loader,
+        match_backbone_transforms,
         model_from_checkpoint,
     )
     from hafcls.engine.checkpoint import load_checkpoint
@@ -312,6 +313,7 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
     info = D.DistInfo()  # one process scores the whole split
     dev = D.resolve_device(config.device, info)
     bundle = build_data(config, info, hierarchy=hierarchy)
+    match_backbone_transforms(bundle, model, config)
     split = "test" if getattr(bundle, "test", None) is not None else "val"
     dataset = getattr(bundle, split)
     if dataset is None:

@@ -19,6 +19,7 @@ from hafcls.engine.builders import (
     build_data,
     load_hierarchy,
     make_eval_loader,
+    match_backbone_transforms,
     model_from_checkpoint,
 )
 from hafcls.engine.checkpoint import check_hierarchy, load_checkpoint
@@ -153,6 +154,7 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
             overrides["amp"] = "none"  # trained with CUDA fp16, evaluated on the CPU
         config.update(overrides, source="the evaluate options")
         bundle = build_data(config, info, hierarchy=h)
+        match_backbone_transforms(bundle, model, config)
         check_hierarchy(ckpt["meta"], bundle.hierarchy,
                         what=f"The checkpoint {path} (dataset {config.data})")
         dataset = getattr(bundle, split, None)

@@ -36,6 +36,7 @@ from hafcls.engine.builders import (
     build_method_and_model,
     checkpoint_meta,
     make_eval_loader,
+    match_backbone_transforms,
 )
 from hafcls.engine.checkpoint import (
     load_checkpoint,
@@ -246,6 +247,7 @@ class Trainer:
         self.method, self.model = build_method_and_model(cfg, self.hierarchy)
         if fetch_first and self.info.is_main:
             D.barrier()
+        match_backbone_transforms(self.data, self.model, cfg)
         self.criterion = self.method.build_loss(self.model, self.hierarchy)
         self.model.to(self.device)
         self.criterion.to(self.device)
