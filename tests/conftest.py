@@ -27,8 +27,10 @@ def wordnet_data():
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """One intra-op thread for the whole suite: tiny models gain nothing from more, and on a
-    busy 2-core machine oversubscribed OpenMP threads made a tiny training run ~10x slower."""
+    """One intra-op thread for the whole suite (session scope, so module-scoped training runs
+    get it too): tiny models gain nothing from more threads, oversubscribed OpenMP threads made
+    a tiny run ~10x slower on a busy 2-core machine, and the fault-injection subprocesses
+    (OMP_NUM_THREADS=1) must match in-process runs bit for bit."""
     import torch
 
     before = torch.get_num_threads()

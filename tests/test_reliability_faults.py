@@ -36,20 +36,6 @@ from click.testing import CliRunner
 
 from hafcls.cli.main import cli
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread, like conftest's ``one_torch_thread`` but for the whole module, so that
-    the module-scoped trained runs get it too (subprocesses get OMP_NUM_THREADS=1 for the same
-    reason and so that their arithmetic matches the in-process runs bit for bit)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 #: Synthetic 4-class tree, 16 px, test_resnet: 64 train images = 8 steps of 8 per epoch.
 CONFIG = {"data": "synthetic", "method": "haframe", "model": "test_resnet", "epochs": 3,
           "batch_size": 8, "image_size": 16, "workers": 0, "device": "cpu", "seed": 3,

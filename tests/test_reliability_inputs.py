@@ -30,20 +30,6 @@ from click.testing import CliRunner
 
 from hafcls.cli.main import cli
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread, like conftest's ``one_torch_thread`` but for the whole module, so that
-    the module-scoped trained runs get it too (subprocesses get OMP_NUM_THREADS=1 for the same
-    reason and so that their arithmetic matches the in-process runs bit for bit)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # ---------------------------------------------------------------------- shared checks
 
 TEMP_PATTERNS = (re.compile(r"^\..+\.tmp$"), re.compile(r"\.(tmp|partial|part)$"))

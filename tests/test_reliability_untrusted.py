@@ -32,7 +32,6 @@ from hafcls.cli.main import cli
 REPO = Path(__file__).resolve().parents[1]
 SCANNED = ("hafcls", "scripts")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 #: files allowed to unpickle, and why
 UNPICKLE_ALLOWED = {
