@@ -177,6 +177,19 @@ def plot_similarity(target, realised: Mapping[str, np.ndarray], order=None,
 
 
 # ---------------------------------------------------------------------- (2) mistake distances
+def _crm_panels(name: str, series: dict, crm_series: dict | None):
+    """One panel for ``series`` and, when given, one for its CRM re-ranked counterpart; each
+    method keeps one colour across panels. Returns ``(groups, colours, fig, axes)``."""
+    groups = {name: series}
+    if crm_series is not None:
+        groups[f"{name} with CRM"] = crm_series
+    for title, group in groups.items():
+        _check_series(title, group)
+    labels = list(dict.fromkeys(lbl for group in groups.values() for lbl in group))
+    fig, axes = new_figure(len(groups))
+    return groups, _colours(labels), fig, axes
+
+
 def plot_mistake_histograms(histograms: Mapping[str, np.ndarray],
                             crm_histograms: Mapping[str, np.ndarray] | None = None,
                             title: str | None = None):
@@ -188,14 +201,8 @@ def plot_mistake_histograms(histograms: Mapping[str, np.ndarray],
     (d >= 1), mean over seeds, with a min-max error bar over seeds. With ``crm_histograms`` a
     second panel shows the same after CRM re-ranking.
     """
-    groups = {"top-1 mistakes": histograms}
-    if crm_histograms is not None:
-        groups["top-1 mistakes with CRM"] = crm_histograms
-    for name, series in groups.items():
-        _check_series(name, series)
-    labels = list(dict.fromkeys(lbl for series in groups.values() for lbl in series))
-    colours = _colours(labels)
-    fig, axes = new_figure(len(groups))
+    groups, colours, fig, axes = _crm_panels("top-1 mistakes", histograms, crm_histograms)
+    labels = list(colours)  # methods in first-seen order
     d_max = max(_as_seed_rows(lbl, h, "histograms").shape[1] - 1
                 for series in groups.values() for lbl, h in series.items())
     dist = np.arange(1, max(d_max, 1) + 1)
@@ -252,14 +259,8 @@ def plot_hierdist_curves(curves: Mapping[str, np.ndarray],
     ``crm_curves`` a second panel shows the curves after CRM re-ranking. A log k axis is used
     when k goes beyond 50.
     """
-    groups = {"HierDist@k": curves}
-    if crm_curves is not None:
-        groups["HierDist@k with CRM"] = crm_curves
-    for name, series in groups.items():
-        _check_series(name, series)
-    labels = list(dict.fromkeys(lbl for series in groups.values() for lbl in series))
-    colours = _colours(labels)
-    fig, axes = new_figure(len(groups))
+    groups, colours, fig, axes = _crm_panels("HierDist@k", curves, crm_curves)
+    labels = list(colours)  # methods in first-seen order
     for ax, (name, series) in zip(axes, groups.items()):
         k_max = 1
         for label in labels:
