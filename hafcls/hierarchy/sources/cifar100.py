@@ -1,4 +1,10 @@
-"""CIFAR-100's own two-level hierarchy (root -> 20 superclasses -> 100 classes).
+"""CIFAR-100's label trees from the official files: the papers' 5-level tree or the 2-level one.
+
+``levels=5`` (default) gives the 5-level tree of HAF/HAFrame/Hier-COS (root -> 2 -> 4 -> 8 -> the
+20 superclasses -> 100 classes, shipped as ``hafcls.hierarchy.load("cifar100")``), after checking
+that every fine label of the files sits under the same superclass there. ``levels=2`` gives the
+dataset's own tree (root -> 20 superclasses -> 100 classes, shipped as ``cifar100-coarse``) built
+from the files' labels alone.
 
 Read from the official python pickles (``cifar-100-python/{train,test,meta}``) through a restricted
 unpickler that accepts only what those files hold (dicts, lists, strings, bytes, ints and numpy
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hafcls.errors import HafclsError
+from hafcls.hierarchy.sources.cifar100_tree import SHIPPED, _check_levels, superclass_node
 from hafcls.hierarchy.tree import Hierarchy
 
 LAYOUT = (
@@ -78,8 +85,14 @@ def find_cifar100_dir(root: str | os.PathLike) -> Path:
     raise HafclsError(f"No CIFAR-100 data under {root}.", f"expected {LAYOUT}.")
 
 
-def cifar100(root: str | os.PathLike) -> Hierarchy:
-    """The 20-superclass CIFAR-100 tree from the dataset's own labels."""
+def cifar100(root: str | os.PathLike, levels: int = 5) -> Hierarchy:
+    """The CIFAR-100 tree of the files under ``root``: 5 levels (the papers') or 2 (superclasses).
+
+    Classes are the files' fine labels in their order. With ``levels=5`` each must be a class of
+    the shipped 5-level tree under the same superclass as in the files (the official files give
+    exactly ``hafcls.hierarchy.load("cifar100")``).
+    """
+    levels = _check_levels(levels)
     folder = find_cifar100_dir(root)
     meta = read_cifar_pickle(folder / "meta")
     train = read_cifar_pickle(folder / "train")
@@ -104,10 +117,39 @@ def cifar100(root: str | os.PathLike) -> Hierarchy:
             f"{len(missing)} fine class(es) have no training image, e.g. {missing[0]!r}.",
             "the training file is incomplete; re-download the official archive.",
         )
+    if levels == 5:
+        return _papers_tree(fine_names, [coarse_names[parent[i]] for i in range(len(fine_names))])
     edges = [(ROOT, f"superclass:{c}") for c in coarse_names]
     edges += [(f"superclass:{coarse_names[parent[i]]}", n) for i, n in enumerate(fine_names)]
     names = {f"superclass:{c}": c.replace("_", " ") for c in coarse_names}
     names.update({n: n.replace("_", " ") for n in fine_names})
     names[ROOT] = "CIFAR-100"
     return Hierarchy.from_edges(edges, fine_names, names=names,
-                                meta={"source": "cifar100", "name": "cifar100"})
+                                meta={"source": "cifar100", "name": SHIPPED[2], "levels": 2})
+
+
+def _papers_tree(fine_names: list[str], superclasses: list[str]) -> Hierarchy:
+    """The shipped 5-level tree over ``fine_names``, after checking the files' superclasses."""
+    from hafcls.hierarchy.shipped import load
+
+    shipped = load(SHIPPED[5])
+    known = set(shipped.classes)
+    unknown = [n for n in fine_names if n not in known]
+    if unknown:
+        raise HafclsError(
+            f"{len(unknown)} fine label name(s) of the files are not CIFAR-100 classes of the "
+            f"5-level tree, e.g. {unknown[0]!r}.",
+            "use the official CIFAR-100 files, or levels=2 for the files' own superclass tree.",
+        )
+    wrong = [(n, s) for n, s in zip(fine_names, superclasses)
+             if shipped.parent(n) != superclass_node(s)]
+    if wrong:
+        n, s = wrong[0]
+        raise HafclsError(
+            f"The files put {n!r} under superclass {s!r}, the 5-level tree under "
+            f"{shipped.name(shipped.parent(n))!r} ({len(wrong)} such class(es)).",
+            "use the official CIFAR-100 files, or levels=2 for the files' own superclass tree.",
+        )
+    if list(fine_names) == shipped.classes:
+        return shipped
+    return Hierarchy(shipped.graph, fine_names, names=shipped.names, meta=shipped.meta)
