@@ -5,7 +5,13 @@ from hafcls.frames.ebv import equiangular_basis
 from hafcls.frames.etf import simplex_etf
 from hafcls.frames.frame import Frame
 from hafcls.frames.haframe import haframe
-from hafcls.frames.similarity import find_s_min, paper_grid, psd_bound, target_similarity
+from hafcls.frames.similarity import (
+    find_s_min,
+    paper_grid,
+    psd_bound,
+    similarity_from_distance,
+    target_similarity,
+)
 from hafcls.frames.tree import TreeFactor, TreeSimilarity
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "haframe",
     "paper_grid",
     "psd_bound",
+    "similarity_from_distance",
     "simplex_etf",
     "target_similarity",
 ]

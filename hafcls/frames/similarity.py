@@ -1,6 +1,8 @@
 """The HAFrame target cosine matrix S and the choice of ``s_min`` (METHODS.md §2-§3).
 
-``S_ij = (1 - s_min) exp(-gamma d_ij / d_max) + s_min`` with ``S_ii = 1``.
+``S_ij = (1 - s_min) exp(-gamma d_ij / d_max) + s_min`` with ``S_ii = 1``: the formula is
+written once, in :func:`similarity_from_distance`, which numpy code (this package) and torch code
+(the HAFrame loss) both call.
 
 ``s_min`` rules:
 
@@ -28,15 +30,49 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from hafcls.errors import HafclsError
-from hafcls.frames.tree import DISTANCES, TreeSimilarity, similarity_function
 from hafcls.hierarchy import Hierarchy
 
 PAPER_GRID_POINTS = 100
 PAPER_TOLERANCE = 1e-6
 EXACT_MARGIN = 1e-9
 RULES = ("paper", "exact")
+
+
+DISTANCES = ("published", "lca_height")
+
+
+# ---------------------------------------------------------------------- the formula
+def similarity_from_distance(distance, gamma: float, s_min: float, d_max: float | None = None):
+    """``S = (1 - s_min) exp(-gamma d / d_max) + s_min`` elementwise, exactly 1 where ``d == 0``.
+
+    ``distance`` is a numpy array (or anything ``numpy.asarray`` takes) or a torch tensor; the
+    result is computed in the same library: a numpy float64 array, or a tensor on the input's
+    device, in the input's dtype when that is floating point and float64 otherwise. ``d_max``
+    defaults to ``distance.max()``; it must be > 0. ``gamma`` and ``s_min`` are plain numbers
+    (resolve ``s_min="paper"`` first with :func:`find_s_min`).
+    """
+    if isinstance(distance, torch.Tensor):
+        d = distance if distance.is_floating_point() else distance.to(torch.float64)
+        d_max = float(d.max()) if d_max is None else float(d_max)
+        _check_d_max(d_max)
+        s = (1.0 - s_min) * torch.exp(-gamma * d / d_max) + s_min
+        return torch.where(d == 0, torch.ones((), dtype=s.dtype, device=s.device), s)
+    d = np.asarray(distance, dtype=np.float64)
+    d_max = float(d.max()) if d_max is None else float(d_max)
+    _check_d_max(d_max)
+    s = (1.0 - s_min) * np.exp(-gamma * d / d_max) + s_min
+    return np.where(d == 0, 1.0, s)
+
+
+def _check_d_max(d_max: float) -> None:
+    if not math.isfinite(d_max) or d_max <= 0:
+        raise HafclsError(
+            f"d_max must be a finite number > 0, got {d_max!r}.",
+            "pass distances with at least one non-zero entry, or d_max > 0.",
+        )
 
 
 # ---------------------------------------------------------------------- validation
@@ -103,11 +139,11 @@ class _DenseSimilarity:
 
     def similarity(self, gamma: float, s_min: float, dtype=np.float64) -> np.ndarray:
         d = self.distance
-        f = similarity_function(gamma, s_min, self.d_max)
         if np.issubdtype(d.dtype, np.integer) and self.d_max <= 1 << 16:
-            s = f(np.arange(int(self.d_max) + 1))[d].astype(dtype)  # lookup: d is a small int
+            lut = similarity_from_distance(np.arange(int(self.d_max) + 1), gamma, s_min, self.d_max)
+            s = lut.astype(dtype)[d]  # lookup: d is a small int
         else:
-            s = f(d).astype(dtype)
+            s = similarity_from_distance(d, gamma, s_min, self.d_max).astype(dtype)
         np.fill_diagonal(s, 1.0)
         return s
 
@@ -117,6 +153,8 @@ class _DenseSimilarity:
 
 def as_source(source, distance: str = "published"):
     """A :class:`TreeSimilarity` for a hierarchy, a dense helper for a distance matrix."""
+    from hafcls.frames.tree import TreeSimilarity  # tree.py uses the formula above
+
     if isinstance(source, (TreeSimilarity, _DenseSimilarity)):
         return source
     if isinstance(source, Hierarchy):
