@@ -19,7 +19,7 @@ import numpy as np
 from hafcls.errors import HafclsError
 from hafcls.hierarchy.tree import Hierarchy
 
-_MAX_DRAWS = 1000
+_MAX_DRAWS = 100
 
 
 def _check_seed(seed) -> int:
