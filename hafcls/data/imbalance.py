@@ -15,10 +15,8 @@ The subset keeps, for every class c, the first ``n_c`` of its samples in a seede
 of the whole split, so different seeds draw different images and the same seed the same ones.
 Only the training split is subsampled; validation and test stay as they are.
 
-Shot groups follow the long-tailed literature (Liu et al. 2019): *many* > 100 training images,
-*medium* 20–100 (both ends included), *few* < 20. Group accuracy is the mean of the per-class
-accuracies of the group's classes that occur in the evaluated labels (equal to the sample mean
-on a balanced test set); an empty group gives NaN, which the run files store as ``null``.
+Shot groups and shot accuracy live in :mod:`hafcls.metrics.minority` (re-exported here):
+*many* > 100 training images, *medium* 20–100, *few* < 20.
 """
 
 from __future__ import annotations
@@ -27,11 +25,17 @@ import numpy as np
 
 from hafcls.errors import HafclsError
 
+# the shot groups are evaluation metrics (metrics layer); re-exported for the data side
+from hafcls.metrics.minority import (  # noqa: F401
+    FEW_SHOT_BELOW,
+    MANY_SHOT_ABOVE,
+    shot_accuracy,
+    shot_group_sizes,
+    shot_groups,
+)
+
 PROFILES = ("exponential", "step")
 RARE_ORDERS = ("last", "first", "random")
-MANY_SHOT_ABOVE = 100  # many-shot: more than 100 training images
-FEW_SHOT_BELOW = 20  # few-shot: fewer than 20; medium is 20..100 inclusive
-SHOT_GROUPS = ("many", "medium", "few")
 
 
 def _check_options(ratio: float, profile: str, rare: str) -> float:
@@ -181,57 +185,3 @@ def imbalanced_subset(dataset, ratio: float, profile: str = "exponential", rare:
     if hasattr(dataset, "subset"):
         return dataset.subset(idx)
     return LabelledSubset(dataset, idx)
-
-
-# ---------------------------------------------------------------------- shot groups
-def shot_groups(train_counts) -> dict[str, np.ndarray]:
-    """Boolean class masks ``{"many", "medium", "few"}`` from the training images per class."""
-    counts = np.asarray(train_counts)
-    if counts.ndim != 1:
-        raise HafclsError("train_counts must be 1-D (images per class).",
-                          "pass np.bincount(train_targets, minlength=K).")
-    return {
-        "many": counts > MANY_SHOT_ABOVE,
-        "medium": (counts >= FEW_SHOT_BELOW) & (counts <= MANY_SHOT_ABOVE),
-        "few": counts < FEW_SHOT_BELOW,
-    }
-
-
-def shot_accuracy(pred, target, train_counts) -> dict[str, float]:
-    """``{"many_shot", "medium_shot", "few_shot"}``: mean per-class top-1 accuracy per group.
-
-    ``pred`` and ``target`` are class indices of the evaluated samples (numpy or torch).
-    A group with no class among the targets gives NaN.
-    """
-    pred, target = _as_index(pred), _as_index(target)
-    counts = np.asarray(train_counts)
-    if pred.shape != target.shape or pred.ndim != 1:
-        raise HafclsError(f"pred and target must be 1-D of equal length, got {pred.shape} and "
-                          f"{target.shape}.", "pass one predicted class per target.")
-    k = counts.shape[0]
-    if target.size and (target.max() >= k or target.min() < 0):
-        raise HafclsError(f"target holds a class outside 0..{k - 1}.",
-                          "pass train_counts with one entry per class.")
-    seen = np.bincount(target, minlength=k)
-    hits = np.bincount(target, weights=(pred == target).astype(np.float64), minlength=k)
-    per_class = np.divide(hits, seen, out=np.full(k, np.nan), where=seen > 0)
-    out = {}
-    for name, mask in shot_groups(counts).items():
-        present = mask & (seen > 0)
-        out[f"{name}_shot"] = float(per_class[present].mean()) if present.any() else float("nan")
-    return out
-
-
-def shot_group_sizes(train_counts) -> dict[str, int]:
-    """Number of classes in each shot group (for the run's metadata)."""
-    return {f"{k}_shot_classes": int(v.sum()) for k, v in shot_groups(train_counts).items()}
-
-
-def _as_index(x) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.size and not np.issubdtype(x.dtype, np.integer):
-        raise HafclsError(f"class indices must be integers, got {x.dtype}.",
-                          "pass argmax predictions and integer labels.")
-    return x.astype(np.int64)
