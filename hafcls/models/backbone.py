@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from hafcls.errors import HafclsError
+from hafcls.models.pretrained import file_is_moco, load_moco_checkpoint
 
 FEATURE_INPUTS = ("auto", "map", "pooled")
 
@@ -34,9 +35,14 @@ def create_backbone(
 ) -> nn.Module:
     """Create the timm model ``name`` without its classifier (``num_classes=0``).
 
-    Weights come from ``pretrained_file`` when given (a local ``.safetensors``/``.pth``/``.bin``
-    file, loaded by timm with ``weights_only``). ``pretrained=True`` without a file lets timm
-    download the default weights: an explicit request, never a default.
+    Weights come from ``pretrained_file`` when given: a local ``.safetensors``/``.pth``/``.bin``
+    state dict of this timm model (loaded by timm with ``weights_only``; torchvision's own ResNet
+    files fit timm's ``resnet*`` names, so ``name="resnet50.tv_in1k"`` with torchvision's
+    ``resnet50-19c8e357.pth`` gives the papers' ImageNet initialisation and timm's matching
+    data config), or a MoCo(-v2) checkpoint (``module.encoder_q.*`` keys, e.g. PASS) whose query
+    encoder is mapped onto the ResNet by :mod:`hafcls.models.pretrained`; its report of loaded,
+    missing and unexpected keys is kept as ``model.hafcls_weights_report``. ``pretrained=True``
+    without a file lets timm download the default weights: an explicit request, never a default.
     """
     if not isinstance(name, str) or not timm.is_model(name):
         close = difflib.get_close_matches(str(name), timm.list_models(), n=3)
@@ -59,9 +65,32 @@ def create_backbone(
                 f"Pretrained weights file {str(path)!r} does not exist.",
                 "check the path, or leave pretrained_file unset to start from random weights.",
             )
+        if file_is_moco(path):  # MoCo(-v2) checkpoint, e.g. PASS: keep encoder_q, map names
+            model = _create(name, False, timm_kwargs)
+            model.hafcls_weights_report = load_moco_checkpoint(model, path)
+            return model
         # timm resolves 'file' before any hub/url source, so nothing is downloaded
         timm_kwargs["pretrained_cfg_overlay"] = dict(file=str(path.resolve()))
         pretrained = True
+    try:
+        return _create(name, pretrained, timm_kwargs)
+    except HafclsError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as err:
+        if pretrained_file is None:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise HafclsError(
+            f"Cannot load backbone weights for {name!r} from {pretrained_file} "
+            f"({type(err).__name__}: {first[:200]}).",
+            "give a .safetensors/.pth state dict of this same timm model, or a MoCo checkpoint "
+            "(module.encoder_q.* keys) of a ResNet (pickles that run code are refused), or "
+            "leave the pretrained file out.",
+        ) from None
+
+
+def _create(name: str, pretrained: bool, timm_kwargs: dict) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=0, **timm_kwargs)
     except TypeError as err:
@@ -71,17 +100,6 @@ def create_backbone(
             f"The backbone {name!r} does not accept the option(s) "
             f"{', '.join(sorted(timm_kwargs))} ({err}).",
             "drop them from the model options, or check timm's documentation of this model.",
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile) as err:
-        if pretrained_file is None:
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise HafclsError(
-            f"Cannot load backbone weights for {name!r} from {pretrained_file} "
-            f"({type(err).__name__}: {first[:200]}).",
-            "give a .safetensors/.pth state dict of this same timm model (pickles that run "
-            "code are refused), or leave the pretrained file out.",
         ) from None
 
 
