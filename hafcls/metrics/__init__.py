@@ -1,15 +1,20 @@
-"""Evaluation metrics: accuracy, mistake severity, HierDist@k, neural collapse, seed summaries.
+"""Evaluation metrics: accuracy, mistake severity, HierDist@k, HOPS, hierarchical P/R/F,
+calibration, neural collapse, seed summaries.
 
 Rates are fractions in [0, 1]; rankings break ties by the lower class index. See
 :mod:`hafcls.metrics.severity` for the exact definitions.
 """
 
 from hafcls.metrics.collapse import neural_collapse
+from hafcls.metrics.hops import hops, topk_order_accuracy
+from hafcls.metrics.ranking import full_ranking
 from hafcls.metrics.severity import (
     DEFAULT_KS,
     SeverityMeter,
     as_distance_matrix,
     evaluate,
+    hierdist_curve,
+    ranked_distances,
     topk_indices,
 )
 from hafcls.metrics.summary import format_mean_ci, format_summary, summarize
@@ -21,7 +26,12 @@ __all__ = [
     "evaluate",
     "format_mean_ci",
     "format_summary",
+    "full_ranking",
+    "hierdist_curve",
+    "hops",
     "neural_collapse",
+    "ranked_distances",
     "summarize",
     "topk_indices",
+    "topk_order_accuracy",
 ]

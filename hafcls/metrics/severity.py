@@ -11,6 +11,8 @@ Definitions (METHODS.md section 5), for samples n with label y_n and classes ran
 - ``acc@depth{t}`` (t = 1..H, only when a hierarchy is given): fraction of samples whose top-1
   class and label have the same ancestor at depth t (``hierarchy.level(t)``). A class shallower
   than t stands for itself at depth t, so ``acc@depth{H}`` equals ``top1``.
+- ``hops@{k}`` for each k and ``hops`` (full HOPS, over all K positions; ``full_hops=False``
+  skips it and the full sort it needs): HOPS of :mod:`hafcls.metrics.hops` (METHODS.md section 8).
 - ``n``: number of samples.
 
 Conventions:
@@ -25,203 +27,34 @@ Conventions:
 - ``D`` is indexed ``D[true, predicted]``; it must be non-negative with a zero diagonal.
 - Every sample counts (no partial batch is dropped); scores are processed in row blocks so
   memory stays bounded, and there is no Python loop over samples or classes.
+- Rank on logits or log-probabilities, not float32 probabilities (softmax underflows to ties
+  once logit gaps pass ~90); bf16/fp16 scores are upcast to float32 before ranking.
+- HierDist@k is computed here only: :func:`ranked_distances` and :func:`hierdist_curve` give
+  the per-sample distances of the top k and the HierDist@k curve to other modules.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy import Hierarchy
+from hafcls.metrics.hops import HopsTables
+from hafcls.metrics.inputs import (  # noqa: F401  (re-exported: older imports use this module)
+    _block_rows,
+    _check_finite,
+    _derived,
+    _hierarchy_of,
+    as_distance_matrix,
+    as_scores,
+    as_targets,
+    derived_tables,
+)
+from hafcls.metrics.ranking import full_ranking, topk_indices  # noqa: F401
 
 DEFAULT_KS = (1, 5, 20)
-_BLOCK_ELEMENTS = 1 << 21  # scores per row block (8 MB of float32): bounds the temporaries
-
-_derived: dict[int, tuple[weakref.ref, dict]] = {}
-
-
-def derived_tables(hierarchy: Hierarchy) -> dict:
-    """A dict for tables derived from ``hierarchy``, kept as long as that object lives.
-
-    Keyed by object identity: looking a Hierarchy up by equality would hash its fingerprint on
-    every call (tens of ms for ImageNet-12k), too slow for a per-batch call.
-    """
-    key = id(hierarchy)
-    entry = _derived.get(key)
-    if entry is None or entry[0]() is not hierarchy:
-        entry = (weakref.ref(hierarchy), {})
-        _derived[key] = entry
-        weakref.finalize(hierarchy, _derived.pop, key, None)
-    return entry[1]
-
-
-# ---------------------------------------------------------------------- inputs
-def as_distance_matrix(hierarchy_or_distance) -> np.ndarray:
-    """The K x K class distance matrix of a :class:`Hierarchy` (published distance) or a matrix.
-
-    A matrix (numpy array or torch tensor) must be square, finite, non-negative and have a zero
-    diagonal. Integer matrices are returned as they are (small ints); hierarchies' matrices are
-    cached per hierarchy and returned read-only.
-    """
-    if isinstance(hierarchy_or_distance, Hierarchy):
-        tables = derived_tables(hierarchy_or_distance)
-        if "distance" not in tables:
-            d = hierarchy_or_distance.distance_matrix()
-            d.setflags(write=False)
-            tables["distance"] = d
-        return tables["distance"]
-    if isinstance(hierarchy_or_distance, torch.Tensor):
-        d = hierarchy_or_distance.detach().cpu().numpy()
-    elif isinstance(hierarchy_or_distance, np.ndarray):
-        d = hierarchy_or_distance
-    else:
-        raise HafclsError(
-            f"Expected a Hierarchy or a K x K distance matrix, got "
-            f"{type(hierarchy_or_distance).__name__}.",
-            "pass a hafcls Hierarchy, or hierarchy.distance_matrix() as a numpy array.",
-        )
-    if d.ndim != 2 or d.shape[0] != d.shape[1] or d.shape[0] == 0:
-        raise HafclsError(
-            f"A distance matrix must be square K x K, got shape {tuple(d.shape)}.",
-            "pass the K x K matrix of distances between the K classes.",
-        )
-    if d.dtype == bool or not (np.issubdtype(d.dtype, np.integer)
-                               or np.issubdtype(d.dtype, np.floating)):
-        raise HafclsError(
-            f"A distance matrix must hold integers or floats, got dtype {d.dtype}.",
-            "convert it with .astype(np.int16) or .astype(np.float64).",
-        )
-    if np.issubdtype(d.dtype, np.floating) and not np.isfinite(d).all():
-        raise HafclsError("The distance matrix holds NaN or infinite values.",
-                          "give finite distances between all class pairs.")
-    if (d < 0).any():
-        raise HafclsError("The distance matrix holds negative distances.",
-                          "distances between classes must be >= 0.")
-    if np.diagonal(d).any():
-        raise HafclsError(
-            "The distance matrix has a non-zero diagonal: a correct prediction must cost 0.",
-            "set D[i, i] = 0 for every class i.",
-        )
-    return d
-
-
-def _hierarchy_of(hierarchy_or_distance) -> Hierarchy | None:
-    return hierarchy_or_distance if isinstance(hierarchy_or_distance, Hierarchy) else None
-
-
-def as_scores(scores, num_classes: int | None = None, name: str = "scores") -> torch.Tensor:
-    """``scores`` as an N x K torch tensor (numpy arrays are wrapped without a copy)."""
-    if isinstance(scores, np.ndarray):
-        scores = torch.from_numpy(scores)
-    elif not isinstance(scores, torch.Tensor):
-        raise HafclsError(
-            f"{name} must be a torch tensor or numpy array, got {type(scores).__name__}.",
-            f"pass {name} as an N x K array (one row per sample, one column per class).",
-        )
-    scores = scores.detach()
-    if scores.ndim != 2:
-        raise HafclsError(
-            f"{name} must be 2-D (N samples x K classes), got shape {tuple(scores.shape)}.",
-            "stack the per-sample score vectors into one N x K array.",
-        )
-    if num_classes is not None and scores.shape[1] != num_classes:
-        raise HafclsError(
-            f"{name} have {scores.shape[1]} columns but there are {num_classes} classes.",
-            "give one column per class, in the hierarchy's class order.",
-        )
-    if scores.dtype == torch.bool:
-        scores = scores.to(torch.uint8)
-    if scores.is_complex():
-        raise HafclsError(f"{name} must be real numbers, got {scores.dtype}.",
-                          "pass real-valued scores (logits or probabilities).")
-    return scores
-
-
-def as_targets(targets, n: int, num_classes: int, device=None) -> torch.Tensor:
-    """Validate class indices: 1-D integers in ``[0, num_classes)`` of length ``n``."""
-    if isinstance(targets, np.ndarray):
-        targets = torch.from_numpy(targets)
-    elif not isinstance(targets, torch.Tensor):
-        targets = torch.as_tensor(np.asarray(targets))
-    targets = targets.detach()
-    if targets.ndim != 1 or targets.shape[0] != n:
-        raise HafclsError(
-            f"targets must be a 1-D array of {n} class indices, got shape "
-            f"{tuple(targets.shape)}.",
-            "pass one integer class index per row of the scores.",
-        )
-    if targets.dtype.is_floating_point or targets.dtype in (torch.bool, torch.complex64,
-                                                            torch.complex128):
-        raise HafclsError(f"targets must be integer class indices, got {targets.dtype}.",
-                          "convert them with .long() / .astype(np.int64).")
-    targets = targets.to(device=device, dtype=torch.long)
-    if n and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-        bad = targets[(targets < 0) | (targets >= num_classes)][0].item()
-        raise HafclsError(
-            f"Target {bad} is outside the {num_classes} classes (valid indices 0.."
-            f"{num_classes - 1}).",
-            "check that labels use the hierarchy's class order and the right hierarchy.",
-        )
-    return targets
-
-
-def _check_finite(block: torch.Tensor, name: str = "scores") -> None:
-    # a NaN anywhere makes the sum NaN: one cheap reduction instead of an N x K mask
-    if block.dtype.is_floating_point and torch.isnan(block.sum()) and torch.isnan(block).any():
-        raise HafclsError(f"{name} contain NaN, so the classes cannot be ranked.",
-                          "fix the model or data that produced them (NaN logits).")
-
-
-def _block_rows(num_classes: int) -> int:
-    return max(1, _BLOCK_ELEMENTS // max(num_classes, 1))
-
-
-# ---------------------------------------------------------------------- ranking
-def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` highest scores of each row, best first (N x min(k, K), int64).
-
-    Ties go to the lower class index, so the result equals the first k columns of a stable
-    argsort of ``-scores``. ``torch.topk`` alone does not promise an order among equal values,
-    so rows where equal values could matter (inside the top k or at its boundary) are re-ranked
-    exactly; for continuous scores such rows are rare and the cost is one ``topk``.
-    """
-    scores = as_scores(scores)
-    _check_finite(scores)
-    n, num_classes = scores.shape
-    k = min(int(k), num_classes)
-    if k < 1:
-        raise HafclsError(f"k must be >= 1, got {k}.", "ask for at least one class.")
-    m = min(k + 1, num_classes)
-    vals, idx = torch.topk(scores, m, dim=1, largest=True, sorted=True)
-    suspect = torch.zeros(n, dtype=torch.bool, device=scores.device)
-    if m > k:
-        suspect |= vals[:, k - 1] == vals[:, k]
-    if k > 1:
-        suspect |= (vals[:, 1:k] == vals[:, : k - 1]).any(dim=1)
-    idx = idx[:, :k]
-    rows = suspect.nonzero().flatten()
-    if rows.numel():
-        idx = idx.clone()
-        idx[rows] = _exact_topk(scores.index_select(0, rows), vals.index_select(0, rows)[:, k - 1],
-                                k)
-    return idx
-
-
-def _exact_topk(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
-    """Top-k with ties to the lower index, given each row's k-th largest value ``kth``."""
-    kth = kth[:, None]
-    above = scores > kth
-    tie = scores == kth
-    need = k - above.sum(dim=1, keepdim=True)
-    take = above | (tie & (tie.cumsum(dim=1) <= need))
-    cols = take.nonzero()[:, 1].view(-1, k)  # ascending class index within each row
-    order = torch.sort(scores.gather(1, cols), dim=1, descending=True, stable=True).indices
-    return cols.gather(1, order)
-
 
 # ---------------------------------------------------------------------- streaming meter
 def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
@@ -254,11 +87,18 @@ class SeverityMeter:
         A :class:`Hierarchy` (published distance, with per-depth accuracy) or a K x K distance
         matrix ``D[true, predicted]`` (no per-depth accuracy).
     ks:
-        The k of each HierDist@k. k > K is clipped to K (see the module docstring).
+        The k of each HierDist@k and HOPS@k. k > K is clipped to K (see the module docstring).
+    full_hops:
+        Also report full HOPS (``hops``); it needs one full sort of each batch's scores.
+        HOPS sums are float sums, so merged or all-reduced meters agree with :func:`evaluate`
+        up to rounding (the other counters exactly).
     """
 
-    def __init__(self, hierarchy_or_distance, ks: Sequence[int] = DEFAULT_KS):
+    def __init__(self, hierarchy_or_distance, ks: Sequence[int] = DEFAULT_KS, *,
+                 full_hops: bool = True):
         self._distance = as_distance_matrix(hierarchy_or_distance)
+        self._hops = HopsTables.of(hierarchy_or_distance)
+        self.full_hops = bool(full_hops)
         hierarchy = _hierarchy_of(hierarchy_or_distance)
         self.num_classes = int(self._distance.shape[0])
         self.ks = _check_ks(ks)
@@ -283,7 +123,8 @@ class SeverityMeter:
     def state_names(self) -> list[str]:
         """What each entry of :meth:`state_tensor` counts."""
         return (["n", "hits@1", "hits@5"] + [f"distance_sum@{k}" for k in self._prefixes]
-                + [f"depth_hits@{t}" for t in self.depths])
+                + [f"depth_hits@{t}" for t in self.depths]
+                + [f"hops_sum@{k}" for k in self.ks] + ["hops_sum"] * self.full_hops)
 
     def reset(self) -> None:
         """Forget every sample seen so far."""
@@ -314,7 +155,11 @@ class SeverityMeter:
         self._state += acc
 
     def _block_counts(self, scores, targets, dist, levels) -> np.ndarray:
-        ranked = topk_indices(scores, self._rank_depth)
+        if self.full_hops:  # one exact full sort serves the top-k and full HOPS
+            full = full_ranking(scores.cpu()).to(scores.device)
+            ranked = full[:, : self._rank_depth]
+        else:
+            ranked = topk_indices(scores, self._rank_depth)
         hits = ranked == targets[:, None]
         # D[true, ranked] read from the flat K x K table: one small gather, no N x K copy
         d = torch.take(dist, targets[:, None] * self.num_classes + ranked)
@@ -325,6 +170,11 @@ class SeverityMeter:
         if levels is not None and levels.shape[1]:
             same = levels.index_select(0, ranked[:, 0]) == levels.index_select(0, targets)
             out += same.sum(dim=0).tolist()
+        y, top = targets.cpu(), ranked.cpu()
+        ks = [min(k, self.num_classes) for k in self.ks]
+        out += [v.sum().item() for v in self._hops.scores(y, top[:, : max(ks)], ks)]
+        if self.full_hops:
+            out.append(self._hops.scores(y, full.cpu(), [self.num_classes])[0].sum().item())
         return np.asarray(out, dtype=np.float64)
 
     def compute(self) -> dict[str, float]:
@@ -346,6 +196,10 @@ class SeverityMeter:
             out[f"hierdist@{k}"] = state[f"distance_sum@{kk}"] / (kk * n)
         for t in self.depths:
             out[f"acc@depth{t}"] = state[f"depth_hits@{t}"] / n
+        for k in self.ks:
+            out[f"hops@{k}"] = state[f"hops_sum@{k}"] / n
+        if self.full_hops:
+            out["hops"] = state["hops_sum"] / n
         out["n"] = int(n)
         return out
 
@@ -394,8 +248,8 @@ class SeverityMeter:
                 f"n={int(self._state[0])})")
 
 
-def evaluate(scores, targets, hierarchy_or_distance, ks: Sequence[int] = DEFAULT_KS
-             ) -> dict[str, float]:
+def evaluate(scores, targets, hierarchy_or_distance, ks: Sequence[int] = DEFAULT_KS, *,
+             full_hops: bool = True) -> dict[str, float]:
     """Top-1/top-5 accuracy, mistake severity, HierDist@k, per-depth accuracy and n.
 
     Parameters
@@ -409,14 +263,42 @@ def evaluate(scores, targets, hierarchy_or_distance, ks: Sequence[int] = DEFAULT
         A :class:`Hierarchy` or a K x K distance matrix ``D[true, predicted]`` (then the
         ``acc@depth{t}`` keys are omitted).
     ks:
-        The k of each ``hierdist@k`` key; k > K is clipped to K.
+        The k of each ``hierdist@k`` and ``hops@k`` key; k > K is clipped to K.
+    full_hops:
+        Report full HOPS as ``hops`` (one full sort of the scores; False skips it).
 
     Returns
     -------
     dict with ``top1``, ``top5``, ``mistake_severity``, ``hierdist@{k}`` per k,
-    ``acc@depth{t}`` for t = 1..H and ``n``; rates are fractions in [0, 1]. See the module
-    docstring for the exact definitions (``mistake_severity`` is NaN when there is no mistake).
+    ``acc@depth{t}`` for t = 1..H, ``hops@{k}`` per k, ``hops`` and ``n``; rates are fractions
+    in [0, 1]. See the module docstring for the exact definitions (``mistake_severity`` is NaN
+    when there is no mistake).
     """
-    meter = SeverityMeter(hierarchy_or_distance, ks)
+    meter = SeverityMeter(hierarchy_or_distance, ks, full_hops=full_hops)
     meter.update(scores, targets)
     return meter.compute()
+
+
+def ranked_distances(scores, targets, hierarchy_or_distance, k: int) -> torch.Tensor:
+    """``D[y, c]`` for the k highest-scored classes c of each sample, best first (N x k, int64
+    for integer distances, else float64); k > K is clipped to K. Ties to the lower index."""
+    dist = as_distance_matrix(hierarchy_or_distance)
+    num_classes = dist.shape[0]
+    scores = as_scores(scores, num_classes)
+    y = as_targets(targets, scores.shape[0], num_classes, scores.device)
+    flat = torch.from_numpy(np.array(dist).ravel()).to(scores.device)
+    flat = flat.long() if np.issubdtype(dist.dtype, np.integer) else flat.double()
+    rows = _block_rows(num_classes)
+    parts = [torch.take(flat, y[i:i + rows, None] * num_classes
+                        + topk_indices(scores[i:i + rows], k))
+             for i in range(0, scores.shape[0], rows)]
+    return torch.cat(parts) if parts else flat.new_zeros((0, min(int(k), num_classes)))
+
+
+def hierdist_curve(scores, targets, hierarchy_or_distance, max_k: int) -> np.ndarray:
+    """HierDist@k for k = 1..min(max_k, K) (float64 array; entry k-1 is HierDist@k)."""
+    d = ranked_distances(scores, targets, hierarchy_or_distance, max_k)
+    if d.shape[0] == 0:
+        raise HafclsError("There are no samples to score.", "pass at least one sample.")
+    ks = np.arange(1, d.shape[1] + 1, dtype=np.float64)
+    return d.double().cumsum(dim=1).mean(dim=0).numpy() / ks

@@ -1,0 +1,92 @@
+"""Exact, deterministic rankings of scores: higher first, ties to the lower class index.
+
+Rank on logits or log-probabilities, never on float32 probabilities: softmax underflows to exact
+zeros once logit gaps pass ~90 and the tail of the ranking turns into ties. bf16/fp16 scores are
+upcast to float32 first (exact, see :func:`hafcls.metrics.inputs.as_scores`).
+
+- :func:`topk_indices`: the k best classes per row (one ``torch.topk``, ties re-ranked exactly).
+- :func:`full_ranking`: every class per row. On the CPU, float32 scores become one int64 key per
+  entry (order-preserving bits of the score, then the class index) and numpy's vectorised sort
+  orders them: unique keys, so the order is exact and ties go to the lower index at no cost.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hafcls.errors import HafclsError
+from hafcls.metrics.inputs import _check_finite, as_scores
+
+_KEY_BLOCK = 1 << 22  # entries per block when building sort keys (bounds the temporaries)
+
+
+def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` highest scores of each row, best first (N x min(k, K), int64).
+
+    Ties go to the lower class index, so the result equals the first k columns of a stable
+    argsort of ``-scores``. ``torch.topk`` alone does not promise an order among equal values,
+    so rows where equal values could matter (inside the top k or at its boundary) are re-ranked
+    exactly; for continuous scores such rows are rare and the cost is one ``topk``.
+    """
+    scores = as_scores(scores)
+    _check_finite(scores)
+    n, num_classes = scores.shape
+    k = min(int(k), num_classes)
+    if k < 1:
+        raise HafclsError(f"k must be >= 1, got {k}.", "ask for at least one class.")
+    m = min(k + 1, num_classes)
+    vals, idx = torch.topk(scores, m, dim=1, largest=True, sorted=True)
+    suspect = torch.zeros(n, dtype=torch.bool, device=scores.device)
+    if m > k:
+        suspect |= vals[:, k - 1] == vals[:, k]
+    if k > 1:
+        suspect |= (vals[:, 1:k] == vals[:, : k - 1]).any(dim=1)
+    idx = idx[:, :k]
+    rows = suspect.nonzero().flatten()
+    if rows.numel():
+        idx = idx.clone()
+        idx[rows] = _exact_topk(scores.index_select(0, rows), vals.index_select(0, rows)[:, k - 1],
+                                k)
+    return idx
+
+
+def _exact_topk(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k with ties to the lower index, given each row's k-th largest value ``kth``."""
+    kth = kth[:, None]
+    above = scores > kth
+    tie = scores == kth
+    need = k - above.sum(dim=1, keepdim=True)
+    take = above | (tie & (tie.cumsum(dim=1) <= need))
+    cols = take.nonzero()[:, 1].view(-1, k)  # ascending class index within each row
+    order = torch.sort(scores.gather(1, cols), dim=1, descending=True, stable=True).indices
+    return cols.gather(1, order)
+
+
+def full_ranking(scores) -> torch.Tensor:
+    """All class indices of each row, best first (N x K, int64); ties to the lower index.
+
+    Equals a stable argsort of ``-scores``; ``-0.0`` and ``0.0`` tie, as they compare equal.
+    """
+    scores = as_scores(scores)
+    _check_finite(scores)
+    n, num_classes = scores.shape
+    if scores.device.type != "cpu" or scores.dtype != torch.float32 or num_classes >= 1 << 31:
+        wide = scores if scores.dtype.is_floating_point else scores.double()
+        return torch.sort(wide, dim=1, descending=True, stable=True).indices
+    shift = max(1, (num_classes - 1).bit_length())
+    keys = torch.empty((n, num_classes), dtype=torch.int64)
+    cols = torch.arange(num_classes, dtype=torch.int64)
+    rows = max(1, _KEY_BLOCK // max(num_classes, 1))
+    for start in range(0, n, rows):
+        # +0.0 turns -0.0 into 0.0 so both get one key; then the float's bits as int32
+        bits = scores[start:start + rows].add(0.0).view(torch.int32)
+        # negative floats: flipping the 31 low bits orders the signed integers like the floats
+        flip = (bits >> 31).bitwise_and_(0x7FFFFFFF)
+        bits.bitwise_xor_(flip)
+        block = keys[start:start + rows]
+        block.copy_(bits)
+        block.bitwise_not_()  # descending scores (~x = -x - 1: no overflow)
+        block.bitwise_left_shift_(shift).bitwise_or_(cols)
+    ordered = keys.numpy()
+    ordered.sort(axis=1)  # numpy's vectorised integer sort; the keys are unique
+    return keys.bitwise_and_((1 << shift) - 1)
