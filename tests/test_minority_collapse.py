@@ -13,6 +13,8 @@ from hafcls.metrics.minority import (
     minority_collapse,
     minority_collapse_from_means,
     rarest_classes,
+    shot_accuracy,
+    shot_accuracy_from_counts,
 )
 
 COUNTS = np.array([500, 200, 50, 10, 5, 2])  # classes 3, 4, 5 are few-shot (< 20)
@@ -78,3 +80,14 @@ def test_mean_pairwise_cosine_simplex():
     assert mean_pairwise_cosine(etf) == pytest.approx(-1 / (k - 1))
     with pytest.raises(HafclsError):
         mean_pairwise_cosine(np.ones((1, 3)))
+
+
+def test_shot_accuracy_from_reduced_counts_matches_samples():
+    train_counts = np.array([500, 300, 50, 10])
+    target = np.array([0, 0, 1, 1, 2, 3, 3])
+    pred = np.array([0, 1, 1, 0, 2, 3, 0])
+    hits = np.bincount(target, weights=pred == target, minlength=4)
+    seen = np.bincount(target, minlength=4)
+    assert shot_accuracy_from_counts(hits, seen, train_counts) == shot_accuracy(
+        pred, target, train_counts)
+    assert shot_accuracy(pred, target, train_counts)["many_shot"] == pytest.approx(0.5)

@@ -30,6 +30,7 @@ from hafcls.metrics.minority import (  # noqa: F401
     FEW_SHOT_BELOW,
     MANY_SHOT_ABOVE,
     shot_accuracy,
+    shot_accuracy_from_counts,
     shot_group_sizes,
     shot_groups,
 )

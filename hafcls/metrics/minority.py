@@ -76,6 +76,19 @@ def shot_accuracy(pred, target, train_counts) -> dict[str, float]:
                           "pass train_counts with one entry per class.")
     seen = np.bincount(target, minlength=k)
     hits = np.bincount(target, weights=(pred == target).astype(np.float64), minlength=k)
+    return shot_accuracy_from_counts(hits, seen, counts)
+
+
+def shot_accuracy_from_counts(hits, seen, train_counts) -> dict[str, float]:
+    """:func:`shot_accuracy` from per-class correct and evaluated counts (K each), e.g. summed
+    over DDP ranks by an evaluation loop."""
+    counts = _counts(train_counts)
+    hits = np.asarray(hits, dtype=np.float64)
+    seen = np.asarray(seen, dtype=np.float64)
+    k = counts.shape[0]
+    if hits.shape != (k,) or seen.shape != (k,):
+        raise HafclsError(f"hits and seen must hold one count per class ({k}).",
+                          "pass per-class K-vectors.")
     per_class = np.divide(hits, seen, out=np.full(k, np.nan), where=seen > 0)
     out = {}
     for name, mask in shot_groups(counts).items():
