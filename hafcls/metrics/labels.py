@@ -19,9 +19,9 @@ a class, or an internal node when the prediction was hedged) and returns
     at the root has ``|α| = 0``: its ``hP_i`` is 0 (scikit-learn's ``zero_division=0``), and it
     adds nothing to the micro sums.
 
-In a tree ``|α∩β|`` is the depth of the LCA of the two nodes and ``|α|``, ``|β|`` their depths,
-so everything comes from one comparison of the two nodes' ancestors at every depth: an
-``n x (H+1)`` array, no loop over samples or nodes.
+This module maps ids to indices (one dict look-up per distinct label) and scores the indices with
+:mod:`hafcls.metrics.hierarchical`; the LCA depths come from one comparison of the two nodes'
+ancestors at every depth (an ``n x (H+1)`` array), no loop over samples or nodes.
 
 Labels map to ids with ``str``: ``3`` and ``"3"`` are the same class; integral floats
 (``3.0``, as numpy produces from integer labels) are read as integers first.
@@ -33,7 +33,8 @@ import numpy as np
 
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
-from hafcls.metrics.severity import derived_tables
+from hafcls.metrics.hierarchical import node_ancestors
+from hafcls.metrics.inputs import derived_tables
 
 _SHOWN = 5  # unknown labels named in an error message
 
@@ -104,23 +105,10 @@ def _tables(hierarchy: Hierarchy) -> dict:
             "load one with hafcls.hierarchy.load(...) or build it with Hierarchy.from_edges.",
         )
     tables = derived_tables(hierarchy)
-    if "node_of_id" not in tables:
+    if "node_of_id" not in tables:  # id -> index tables, built once per hierarchy
         tables["class_of_id"] = {c: i for i, c in enumerate(hierarchy.classes)}
         tables["node_of_id"] = {n: i for i, n in enumerate(hierarchy.nodes)}
-        tables["node_ancestors"] = node_ancestor_matrix(hierarchy)
     return tables
-
-
-def node_ancestor_matrix(hierarchy: Hierarchy) -> np.ndarray:
-    """``nodes x (H+1)``: every node's ancestor at depth t (itself at its depth), -1 below it."""
-    parents, depths = hierarchy.parents, hierarchy.node_depths
-    height = int(depths.max())
-    out = np.full((hierarchy.num_nodes, height + 1), -1, dtype=np.int64)
-    cur = np.arange(hierarchy.num_nodes)
-    for t in range(height, -1, -1):  # one pass per depth level, climbing one step at a time
-        cur = np.where(depths[cur] > t, parents[cur], cur)
-        out[:, t] = np.where(depths >= t, cur, -1)
-    return out
 
 
 # ---------------------------------------------------------------------- metrics
@@ -130,46 +118,37 @@ def evaluate_labels(y_true, y_pred, hierarchy: Hierarchy, beta: float = 1.0) -> 
     ``y_true`` are class ids, ``y_pred`` node ids (classes or internal nodes, e.g. the output of
     ``HierarchyAwareClassifier.predict_node``). Returns a dict with ``top1``,
     ``mistake_severity``, ``node_accuracy``, ``hP_micro``, ``hR_micro``, ``hF_micro``,
-    ``hP_macro``, ``hR_macro``, ``hF_macro`` and ``n`` (see the module docstring).
+    ``hP_macro``, ``hR_macro``, ``hF_macro`` (hF with ``beta``) and ``n`` (see the module
+    docstring). P/R/F come from :func:`hafcls.metrics.hierarchical.hierarchical_prf` on the
+    indices.
     """
-    parts = _overlap(y_true, y_pred, hierarchy)
-    beta = _check_beta(beta)
-    common, size_pred, size_true, exact = parts
-    n = len(common)
-    mistakes = ~exact
-    severity = hierarchy.height - common[mistakes]
-    b2 = beta * beta
-    sum_c, sum_p, sum_t = (float(a.sum()) for a in (common, size_pred, size_true))
-    hp = sum_c / sum_p if sum_p else 0.0
-    hr = sum_c / sum_t if sum_t else 0.0
-    p_i = np.divide(common, size_pred, out=np.zeros(n), where=size_pred > 0)
-    r_i = np.divide(common, size_true, out=np.zeros(n), where=size_true > 0)
-    return {
+    from hafcls.metrics.hierarchical import hierarchical_prf
+
+    true_cls, pred_node = _indices(y_true, y_pred, hierarchy)
+    true_node = hierarchy.class_nodes[true_cls]
+    anc = node_ancestors(hierarchy)
+    a_true, a_pred = anc[true_node][:, 1:], anc[pred_node][:, 1:]
+    # ancestors agree on a prefix of depths (a tree): the agreeing non-root depths = LCA depth
+    lca_depth = ((a_true == a_pred) & (a_true >= 0)).sum(axis=1)
+    exact = pred_node == true_node
+    on_path = lca_depth == hierarchy.node_depths[pred_node]  # the node is on the true path
+    severity = hierarchy.height - lca_depth[~exact]
+    out = {
         "top1": float(exact.mean()),
-        "mistake_severity": float(severity.mean()) if mistakes.any() else float("nan"),
-        "node_accuracy": float((common == size_pred).mean()),
-        "hP_micro": hp,
-        "hR_micro": hr,
-        "hF_micro": _f_beta(hp, hr, b2),
-        "hP_macro": float(p_i.mean()),
-        "hR_macro": float(r_i.mean()),
-        "hF_macro": float(_f_beta(p_i, r_i, b2).mean()),
-        "n": n,
+        "mistake_severity": float(severity.mean()) if len(severity) else float("nan"),
+        "node_accuracy": float(on_path.mean()),
     }
+    for average in ("micro", "macro"):
+        prf = hierarchical_prf(true_cls, pred_node, hierarchy, average=average,
+                               beta=_check_beta(beta))
+        out[f"hP_{average}"] = prf["precision"]
+        out[f"hR_{average}"] = prf["recall"]
+        out[f"hF_{average}"] = prf["f_beta"]
+    out["n"] = len(true_cls)
+    return out
 
 
-def hierarchical_prf(y_true, y_pred, hierarchy: Hierarchy, average: str = "micro",
-                     beta: float = 1.0) -> tuple[float, float, float]:
-    """``(hP, hR, hF_beta)`` with ``average="micro"`` or ``"macro"`` (see the module docstring)."""
-    if average not in ("micro", "macro"):
-        raise HafclsError(f"average must be 'micro' or 'macro', got {average!r}.",
-                          "pass average='micro' or average='macro'.")
-    out = evaluate_labels(y_true, y_pred, hierarchy, beta)
-    return out[f"hP_{average}"], out[f"hR_{average}"], out[f"hF_{average}"]
-
-
-def _overlap(y_true, y_pred, hierarchy):
-    """Per sample: ``|α∩β|`` (LCA depth), ``|α|``, ``|β|`` (root excluded) and exact match."""
+def _indices(y_true, y_pred, hierarchy) -> tuple[np.ndarray, np.ndarray]:
     true_cls = class_indices(y_true, hierarchy, "y_true")
     pred_node = node_indices(y_pred, hierarchy, "y_pred")
     if len(true_cls) != len(pred_node):
@@ -179,20 +158,7 @@ def _overlap(y_true, y_pred, hierarchy):
         )
     if len(true_cls) == 0:
         raise HafclsError("No samples to evaluate.", "pass at least one label.")
-    anc = _tables(hierarchy)["node_ancestors"]
-    true_node = hierarchy.class_nodes[true_cls]
-    a_true, a_pred = anc[true_node], anc[pred_node]
-    # ancestors agree on a prefix of depths (a tree): the agreeing non-root depths count the LCA
-    common = ((a_true[:, 1:] == a_pred[:, 1:]) & (a_true[:, 1:] >= 0)).sum(axis=1)
-    depths = hierarchy.node_depths
-    return common, depths[pred_node], depths[true_node], pred_node == true_node
-
-
-def _f_beta(p, r, b2):
-    p, r = np.asarray(p, dtype=np.float64), np.asarray(r, dtype=np.float64)
-    den = b2 * p + r
-    out = np.divide((1 + b2) * p * r, den, out=np.zeros_like(den), where=den > 0)
-    return float(out) if out.ndim == 0 else out
+    return true_cls, pred_node
 
 
 def _check_beta(beta) -> float:
