@@ -73,3 +73,13 @@ def test_dense_tree_similarity_on_imagenet_1k_matches_lca_depths():
     expected = 1.01 * np.exp(-d / t.d_max) - 0.01
     np.fill_diagonal(expected, 1.0)
     assert np.abs(s - expected).max() < 1e-15
+
+
+def test_tree_frame_without_similarity_keeps_the_same_weight():
+    from hafcls.frames import haframe
+
+    h = load("imagenet-1k")
+    full = haframe(h, gamma=1.0, method="tree")
+    bare = haframe(h, gamma=1.0, method="tree", with_similarity=False)
+    assert bare.similarity is None and full.similarity is not None
+    assert torch.equal(bare.weight, full.weight) and bare.max_error == full.max_error

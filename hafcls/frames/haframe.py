@@ -19,13 +19,13 @@
   product ``S x = W^T (W x)`` (dense ``eigh`` on S when ``r + 1 >= K // 2``, where Lanczos has no
   advantage); with ``method="eigh"`` from dense ``scipy.linalg.eigh`` on the top-r subset.
 
-Memory for large K: S is filled row block by row block from the tree (running minima over the
-class preorder; no distance matrix) and stored as float32. ``max_error`` is computed blockwise in
+Memory for large K: S is filled from the tree (one row per attach node, copied to its classes; no
+distance matrix) and stored as float32. ``max_error`` is computed blockwise in
 float64, except for the exact tree frame, where it is evaluated through the tree in O(#nodes)
 (:meth:`TreeSimilarity.factor_error`; equal to the realised maximum up to float64 rounding)
 instead of a d x K x K product. The dense weight is written once in its final dtype from the sparse
-factor. At 21,841 classes the two float32 arrays (S: 1.8 GiB, W: 2.3 GiB) are the peak: 4.1 GiB
-traced in ``scripts/bench_frames.py``.
+factor. At 21,841 classes the two float32 arrays (S: 1.8 GiB, W: d x K = 2.3 GiB) are the peak
+(``scripts/bench_frames.py`` measures it); ``with_similarity=False`` skips S.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def haframe(
     *,
     distance: str = "published",
     dtype: torch.dtype = torch.float32,
+    with_similarity: bool = True,
 ) -> Frame:
     """Build a Hierarchy-Aware Frame for ``hierarchy``.
 
@@ -90,6 +91,10 @@ def haframe(
     dtype:
         dtype of ``weight``: ``torch.float32`` (default, what models use) or ``torch.float64``
         (the float64 construction itself, for checks).
+    with_similarity:
+        Keep the K x K float32 target in ``Frame.similarity`` (default). ``False`` leaves it
+        ``None`` and never materialises it for the exact tree frame, which at 21,841 classes
+        halves the memory (the loss then takes ``HAFrameLoss.from_distance``).
 
     Returns
     -------
@@ -119,12 +124,16 @@ def haframe(
         weight, target, err, info = _build_eigh(src, gamma, s, dim, rng, np_dtype)
         factor = None
     else:
-        weight, target, err, info, factor = _build_tree(src, gamma, s, dim, rng, np_dtype)
+        weight, target, err, info, factor = _build_tree(
+            src, gamma, s, dim, rng, np_dtype, with_similarity
+        )
+    if not with_similarity:
+        target = None
     info = {"s_min_rule": rule, "distance": distance if is_tree else "matrix", **info}
     info["build_seconds"] = time.perf_counter() - start
     return Frame(
         weight=torch.from_numpy(weight),
-        similarity=torch.from_numpy(target),
+        similarity=None if target is None else torch.from_numpy(target),
         kind="haframe",
         gamma=gamma,
         s_min=s,
@@ -161,13 +170,13 @@ def _build_eigh(src, gamma, s, dim, rng, dtype):
 
 
 # ---------------------------------------------------------------------- tree method
-def _build_tree(tree: TreeSimilarity, gamma, s, dim, rng, dtype):
+def _build_tree(tree: TreeSimilarity, gamma, s, dim, rng, dtype, with_similarity=True):
     k = tree.num_classes
     fac, info = tree.factor(gamma, s)
     d_tree = fac.shape[0]
     if dim is None or dim == d_tree:
         weight = fac.to_dense(dtype)
-        target = tree.similarity(gamma, s, dtype=np.float32)
+        target = tree.similarity(gamma, s, dtype=np.float32) if with_similarity else None
         err = tree.factor_error(fac, gamma, s)
         return weight, target, err, info, fac
     if dim >= k:
