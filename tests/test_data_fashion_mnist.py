@@ -204,6 +204,7 @@ def test_eval_transform_is_exact_normalisation(fixture_dir):
     for ch in range(3):
         torch.testing.assert_close(x[:, ch:ch + 1], expect, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(y.numpy(), test.targets)
+    assert torch.equal(test[3][0], x[3])  # the per-item (numpy) path gives the same tensor
     _, _, _, gray = splits(root, channels=1, image_size=32)
     assert gray[0][0].shape == (1, 32, 32)
 

@@ -48,7 +48,7 @@ def draw_seeds(n: int) -> np.ndarray:
     return torch.randint(0, 2**63 - 1, (n,), dtype=torch.int64).numpy().astype(np.uint64)
 
 
-def _stats(name: str, values, channels: int) -> torch.Tensor:
+def _stats(name: str, values, channels: int) -> tuple[float, ...]:
     vals = [float(v) for v in np.atleast_1d(np.asarray(values, dtype=np.float64))]
     if len(vals) == 1:
         vals *= channels
@@ -58,7 +58,7 @@ def _stats(name: str, values, channels: int) -> torch.Tensor:
         positive = " > 0" if name == "std" else ""
         raise HafclsError(f"{name} must have 1 or {channels} value(s){positive}, got {values!r}.",
                           f"pass e.g. {name}=(0.5,).")
-    return torch.tensor(vals, dtype=torch.float32).view(1, channels, 1, 1)
+    return tuple(vals)
 
 
 class TensorAugment:
@@ -92,22 +92,47 @@ class TensorAugment:
                               "use e.g. 28 or 32.")
         self.image_size, self.train, self.channels = int(image_size), bool(train), channels
         self.padding, self.hflip = int(padding), float(hflip)
-        self.mean = tuple(_stats("mean", mean, channels).flatten().tolist())
-        self.std = tuple(_stats("std", std, channels).flatten().tolist())
-        # (x / 255 - mean) / std as one multiply-add per pixel
-        std_t = torch.tensor(self.std).view(1, channels, 1, 1)
-        self._scale = 1.0 / (255.0 * std_t)
-        self._shift = -torch.tensor(self.mean).view(1, channels, 1, 1) / std_t
+        self.mean, self.std = _stats("mean", mean, channels), _stats("std", std, channels)
+        # (x / 255 - mean) / std as one multiply and one add per pixel (float32, the same
+        # arithmetic in the numpy single-image path and the torch batch path)
+        std_a = np.array(self.std, dtype=np.float32).reshape(channels, 1, 1)
+        self._scale_np = (np.float32(1.0) / (np.float32(255.0) * std_a)).astype(np.float32)
+        self._shift_np = (-np.array(self.mean, dtype=np.float32).reshape(channels, 1, 1)
+                          / std_a).astype(np.float32)
+        self._scale = torch.from_numpy(self._scale_np)[None]
+        self._shift = torch.from_numpy(self._shift_np)[None]
+
+    def _params(self, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z = splitmix64(seeds)
+        span = np.uint64(2 * self.padding + 1)
+        dy = ((z & np.uint64(0xFFFF)) % span).astype(np.int64)
+        dx = (((z >> np.uint64(16)) & np.uint64(0xFFFF)) % span).astype(np.int64)
+        u = (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)  # uniform in [0, 1)
+        return dy, dx, u < self.hflip
 
     def params(self, seeds: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Crop offsets ``dy, dx`` in ``[0, 2 * padding]`` and flip flags from per-sample seeds."""
-        z = splitmix64(seeds)
-        span = np.uint64(2 * self.padding + 1)
-        dy = (z & np.uint64(0xFFFF)) % span
-        dx = ((z >> np.uint64(16)) & np.uint64(0xFFFF)) % span
-        u = (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)  # uniform in [0, 1)
-        as_t = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731
-        return as_t(dy), as_t(dx), torch.from_numpy(u < self.hflip)
+        return tuple(torch.from_numpy(a) for a in self._params(seeds))  # type: ignore[return-value]
+
+    def apply_one(self, image: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        """One uint8 ``C x h x w`` image, equal to its row of :meth:`apply` with the same seed.
+
+        Per-item loading (a DataLoader without ``__getitems__``) pays per-call overhead on
+        every torch operation; at 28 pixels numpy slicing is several times cheaper.
+        """
+        c, h, w = image.shape
+        if (h, w) != (self.image_size, self.image_size) or c not in (1, self.channels):
+            seeds = None if seed is None else np.array([seed], dtype=np.uint64)
+            return self.apply(image[None], seeds)[0]
+        x = image.numpy()
+        if self.train and (self.padding or self.hflip):
+            s = draw_seeds(1) if seed is None else np.array([seed], dtype=np.uint64)
+            dy, dx, flip = (int(a[0]) for a in self._params(s))
+            p = self.padding
+            x = np.pad(x, ((0, 0), (p, p), (p, p)))[:, dy:dy + h, dx:dx + w]
+            x = x[:, :, ::-1] if flip else x
+        out = x.astype(np.float32) * self._scale_np + self._shift_np  # broadcasts 1 -> 3 channels
+        return torch.from_numpy(np.ascontiguousarray(out))
 
     def apply(self, images: torch.Tensor, seeds: np.ndarray | None = None) -> torch.Tensor:
         """Transform a uint8 batch; ``seeds`` (one per image) fix the random choices."""
@@ -141,7 +166,7 @@ class TensorAugment:
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
         """One ``C x h x w`` image or an ``N x C x h x w`` batch (random draws from torch)."""
         if img.dim() == 3:
-            return self.apply(img[None])[0]
+            return self.apply_one(img)
         return self.apply(img)
 
     def __repr__(self) -> str:
@@ -166,6 +191,10 @@ class InMemoryImageDataset(Dataset):
     transformed in one go (see the module docstring); any other transform receives a PIL
     image ("L" or "RGB"), the torchvision convention, and runs per item.
     """
+
+    #: Items may be ``(index, seed)`` pairs: the dataset seeds each sample's augmentation itself,
+    #: so a wrapper such as SeededDataset can hand it whole batches (``__getitems__``).
+    seeded_items = True
 
     def __init__(self, images: torch.Tensor, targets: np.ndarray, hierarchy: Hierarchy,
                  transform: Callable | None = None, split: str | None = None):
@@ -211,8 +240,8 @@ class InMemoryImageDataset(Dataset):
         if self.transform is None:
             return self.images[index], int(self.targets[index])
         if isinstance(self.transform, TensorAugment):
-            seeds = None if seed is None else np.array([int(seed) % 2**64], dtype=np.uint64)
-            x = self.transform.apply(self.images[index : index + 1], seeds)[0]
+            seed = None if seed is None else int(seed) % 2**64
+            x = self.transform.apply_one(self.images[index], seed)
             return x, int(self.targets[index])
         return self.transform(self._pil(index)), int(self.targets[index])
 
