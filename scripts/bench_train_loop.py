@@ -104,7 +104,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--per-class", type=int, default=16, help="train images per class (36)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0,
-                    help="DataLoader workers (default 0: on 2 cores a worker competes with the model)")
+                    help="DataLoader workers (default 0: on 2 cores a worker process competes "
+                    "with the model)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--amp", choices=("none", "bf16"), default="none")
