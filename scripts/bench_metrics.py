@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--ref-n", type=int, default=2_000, help="samples for the metrics ref")
     parser.add_argument("--ref-crm-n", type=int, default=10, help="samples for the CRM ref")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed-n", type=int, default=20_000,
+                        help="samples for the issue-16 ratios of bench_eval_speed.py (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -199,6 +201,10 @@ def main() -> None:
           f"float64 {err:.1e}, float32 {err32:.1e}; same 20 lowest risks: {rank_ok}")
     if not (ok_metrics and rank_ok and err < 1e-9 and err32 < 1e-4):
         raise SystemExit("MISMATCH between the vectorised code and the reference")
+    if args.speed_n:
+        from bench_eval_speed import run_speed  # sibling script: scripts/ is on sys.path
+
+        run_speed(h, args.speed_n, repeats=3, seed=args.seed)
 
 
 if __name__ == "__main__":
