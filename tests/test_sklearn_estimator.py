@@ -212,6 +212,11 @@ def test_int_labels_and_shipped_names():
     assert clf.classes_.dtype.kind == "i" and clf.predict(X).dtype.kind == "i"
     assert clf.score(X, y) > 0.9
     assert set(clf.predict_node(X, 0.99)) <= {"0", "1", "2", "small", "digits", "root"}
+    # a shipped hierarchy by name; its ids contain '/' and spaces
+    named = HierarchyAwareClassifier("fashion-mnist", max_epochs=1).fit(X, np.where(
+        y == 0, "T-shirt/top", "Ankle boot"))
+    assert named.classes_.tolist() == ["Ankle boot", "T-shirt/top"]
+    assert named.all_classes_.tolist() == named.hierarchy_.classes
 
 
 def test_unknown_labels_and_bad_parameters(tree, data):
