@@ -7,6 +7,7 @@ autocast.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from hafcls.engine import distributed as D
 from hafcls.engine.checkpoint import check_hierarchy, load_weights
 from hafcls.engine.config import TrainConfig
 from hafcls.errors import HafclsError
+from hafcls.methods import scores_from_logits
 
 _FRAME_HEADS = ("haframe", "etf", "ebv")
 
@@ -76,7 +78,7 @@ def normalisation(bundle) -> dict:
 # ---------------------------------------------------------------------- model
 def build_method_and_model(config: TrainConfig, hierarchy):
     """The method (with ``method_options`` applied) and its freshly created model."""
-    from hafcls.losses import get_method
+    from hafcls.methods import get_method
 
     method = get_method(config.method, dataset=config.data)
     if config.method_options:
@@ -133,11 +135,7 @@ def model_from_checkpoint(ckpt: dict, hierarchy=None, path=None):
     load_weights(model, ckpt.get("model"), path or "the checkpoint", "model")
     model.eval()
     temperature = float(meta.get("method", {}).get("score_temperature", 1.0))
-
-    def score(logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float() / temperature, dim=1)
-
-    return model, hierarchy, score
+    return model, hierarchy, functools.partial(scores_from_logits, temperature=temperature)
 
 
 # ---------------------------------------------------------------------- precision

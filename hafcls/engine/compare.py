@@ -67,7 +67,7 @@ def _stderr(msg: str) -> None:
 # ---------------------------------------------------------------------- arguments
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
     """Method names from ``"ce,haframe"`` or a list, checked against the registry."""
-    from hafcls.losses import available_methods
+    from hafcls.methods import available_methods
 
     names = methods.split(",") if isinstance(methods, str) else list(methods)
     names = [str(n).strip() for n in names if str(n).strip()]
@@ -118,7 +118,7 @@ def method_options_for(options: Mapping, method: str) -> dict:
     the other keys apply to every method. ``--set method_options.haframe={gamma: 3}`` thus
     changes HAFrame's γ without touching the baselines.
     """
-    from hafcls.losses import available_methods
+    from hafcls.methods import available_methods
 
     names = set(available_methods())
     shared = {k: v for k, v in options.items() if k not in names}
@@ -141,7 +141,7 @@ def run_config(base: TrainConfig, method: str, seed: int, output: str | Path) ->
 
 def check_method_options(methods: Sequence[str], config: TrainConfig) -> None:
     """Fail before any training when a method does not accept its ``method_options``."""
-    from hafcls.losses import get_method
+    from hafcls.methods import get_method
 
     for method in methods:
         options = method_options_for(config.method_options, method)
@@ -355,7 +355,7 @@ def _target_similarity(model, hierarchy, config: TrainConfig) -> np.ndarray:
         w = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
         return (w.T @ w).numpy()
     from hafcls.frames import target_similarity
-    from hafcls.losses import get_method
+    from hafcls.methods import get_method
 
     gamma = get_method("haframe", dataset=config.data).head_kwargs.get("gamma", 1.0)
     return target_similarity(hierarchy, gamma=gamma, s_min="paper")
