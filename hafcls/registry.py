@@ -37,11 +37,14 @@ class Registry(Generic[T]):
         The module whose import registers every built-in entry (imported on first lookup).
     normalise:
         Maps a user's spelling to the key form (e.g. lower case, ``_`` -> ``-``).
+    ordered:
+        List names in registration order instead of sorted.
     """
 
     def __init__(self, kind: str, populate: str | None = None,
-                 normalise: Callable[[str], str] | None = None):
+                 normalise: Callable[[str], str] | None = None, ordered: bool = False):
         self.kind = kind
+        self.ordered = ordered
         self.populate = populate
         self._normalise = normalise or (lambda name: name)
         self._entries: dict[str, T] = {}
@@ -105,13 +108,13 @@ class Registry(Generic[T]):
         return self._entries[self.canonical(name)]
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
+        """Registered names, sorted (in registration order for an ``ordered`` registry)."""
         self._load()
-        return sorted(self._entries)
+        return list(self._entries) if self.ordered else sorted(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
         self._load()
-        return sorted(self._entries.items())
+        return [(name, self._entries[name]) for name in self.names()]
 
     def aliases(self) -> dict[str, str]:
         self._load()
@@ -138,7 +141,9 @@ def dataset_key(name: str) -> str:
 
 METHODS: Registry = Registry("method", populate="hafcls.methods")
 HEADS: Registry = Registry("head", populate="hafcls.models")
-DATASETS: Registry = Registry("dataset", populate="hafcls.data", normalise=dataset_key)
+# datasets list in the order their modules are imported (hafcls/data/__init__.py), default first
+DATASETS: Registry = Registry("dataset", populate="hafcls.data", normalise=dataset_key,
+                              ordered=True)
 HIERARCHY_SOURCES: Registry = Registry("hierarchy source", populate="hafcls.hierarchy")
 RECIPES: Registry = Registry("recipe", populate="hafcls.recipes")
 

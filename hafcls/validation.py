@@ -68,26 +68,37 @@ def check_scalar(value: Any, name: str, target_type, *, min_val: float | None = 
                           f"{_type_word(target_type)}.")
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
-            raise HafclsError(f"{name} must be finite, got {value}.",
+            wanted = _bounds_text(min_val, max_val, include_boundaries)
+            wanted = wanted if wanted == _POSITIVE else "finite"
+            raise HafclsError(f"{name} must be {wanted}, got {value}.",
                               fix or f"give {name} a finite value.")
         low_ok = min_val is None or (value >= min_val if include_boundaries in ("both", "left")
                                      else value > min_val)
         high_ok = max_val is None or (value <= max_val if include_boundaries in ("both", "right")
                                       else value < max_val)
         if not (low_ok and high_ok):
-            raise HafclsError(f"{name} must be in {_interval(min_val, max_val, include_boundaries)}"
+            raise HafclsError(f"{name} must be {_bounds_text(min_val, max_val, include_boundaries)}"
                               f", got {value}.", fix or f"choose {name} in that range.")
         if target_type is float:
             value = float(value)
     return value
 
 
-def _interval(low, high, include: str) -> str:
-    left = "[" if include in ("both", "left") and low is not None else "("
-    right = "]" if include in ("both", "right") and high is not None else ")"
-    low_text = "-inf" if low is None else f"{low:g}"
-    high_text = "inf" if high is None else f"{high:g}"
-    return f"{left}{low_text}, {high_text}{right}"
+_POSITIVE = "a positive finite number (> 0)"
+
+
+def _bounds_text(low, high, include: str) -> str:
+    """``at least 1``, ``> 0``, ``in [0, 1)``, ... for the bounds of :func:`check_scalar`."""
+    left, right = include in ("both", "left"), include in ("both", "right")
+    if low is None and high is None:
+        return "finite"
+    if low == 0 and high is None and not left:
+        return _POSITIVE
+    if high is None:
+        return f"at least {low:g}" if left else f"> {low:g}"
+    if low is None:
+        return f"at most {high:g}" if right else f"below {high:g}"
+    return f"in {'[' if left else '('}{low:g}, {high:g}{']' if right else ')'}"
 
 
 # ---------------------------------------------------------------------- declared options
@@ -123,8 +134,13 @@ class Option:
                 raise HafclsError(f"Option {label} must be one of "
                                   f"{', '.join(map(str, self.choices))}{extra}, got {value!r}.",
                                   f"set {self.name} to one of the listed values.")
+        fix = f"set {self.name} to {_type_word(self.type)}"
+        if self.min is not None or self.max is not None:
+            fix += " " + _bounds_text(self.min, self.max, self.include_boundaries)
+        fix += f" ({self.help})." if self.help else "."
         return check_scalar(value, f"Option {label}", self.type, min_val=self.min,
-                            max_val=self.max, include_boundaries=self.include_boundaries)
+                            max_val=self.max, include_boundaries=self.include_boundaries,
+                            fix=fix)
 
 
 def options_by_name(options: Iterable[Option]) -> dict[str, Option]:

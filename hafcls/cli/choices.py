@@ -13,7 +13,8 @@ from hafcls.registry import Registry
 
 
 class RegistryChoice(click.Choice):
-    """``click.Choice`` over a registry's names (aliases accepted, mapped to the name)."""
+    """``click.Choice`` over a registry's names (aliases accepted, mapped to the name); an
+    unknown name raises the registry's :class:`~hafcls.errors.HafclsError`."""
 
     def __init__(self, registry: Registry, case_sensitive: bool = True):
         self.registry = registry
@@ -28,6 +29,5 @@ class RegistryChoice(click.Choice):
         pass
 
     def convert(self, value, param, ctx):
-        if isinstance(value, str) and value in self.registry:
-            return self.registry.canonical(value)
-        return super().convert(value, param, ctx)
+        # an unknown name raises the registry's own error (listing the names), exit code 2
+        return self.registry.canonical(value)
