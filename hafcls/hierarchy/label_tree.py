@@ -259,7 +259,7 @@ class Hierarchy:
         """K x K class distances (small integers, zero diagonal).
 
         ``kind="published"``: ``H - depth(LCA)``, H the depth of the deepest class (the distance
-        every paper in METHODS.md uses). ``kind="lca_height"``: height of the LCA's subtree
+        every paper in docs/hierarchies.md uses). ``kind="lca_height"``: height of the LCA's subtree
         (the same for balanced trees, different for unbalanced ones).
         """
         from hafcls.hierarchy.distances import distance_matrix
