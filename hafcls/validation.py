@@ -229,24 +229,35 @@ def _unique(pairs: Sequence[tuple[Any, Any]], path: Path) -> dict:
 def _load_yaml(text: str, path: Path) -> Any:
     import yaml
 
-    class UniqueKeyLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader, node, deep=False):
-        loader.flatten_mapping(node)
-        pairs = [(loader.construct_object(k, deep=deep), loader.construct_object(v, deep=deep))
-                 for k, v in node.value]
-        return _unique(pairs, path)
-
-    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                    construct_mapping)
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise HafclsError(f"{path} is not valid YAML{where}.",
                           "fix the syntax (one 'key: value' per line).") from None
+
+
+def _refuse_duplicate_keys(node, path: Path) -> None:
+    """Walk the composed YAML nodes; a key written twice in one mapping is an error (the
+    parser would silently keep the last one)."""
+    import yaml
+
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            keys = [k.value for k, _ in current.value
+                    if isinstance(k, yaml.ScalarNode) and k.value != "<<"]
+            seen = set()
+            for key in keys:
+                if key in seen:
+                    raise HafclsError(f"{path} sets {key!r} twice.", "keep one of the two lines.")
+                seen.add(key)
+            stack += [v for _, v in current.value]
+        elif isinstance(current, yaml.SequenceNode):
+            stack += current.value
 
 
 # ---------------------------------------------------------------------- distance matrices

@@ -22,6 +22,7 @@ from hafcls.engine.config import TrainConfig
 from hafcls.engine.runs import RunFolder
 from hafcls.errors import HafclsError
 from hafcls.io import atomic_write, atomic_write_text
+from hafcls.methods.haframe import similarity_target
 
 DEFAULT_MAX_K = 100
 ANALYSIS_VERSION = 1
@@ -162,24 +163,9 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
     geometry = None
     if hierarchy.num_classes <= GEOMETRY_MAX_CLASSES:
         geometry = {"class_means": acc.class_means().astype(np.float32),
-                    "target": _target_similarity(model, hierarchy, config)
+                    "target": similarity_target(model, hierarchy, config.data)
                     .astype(np.float32)}
     return result, geometry
-
-
-def _target_similarity(model, hierarchy, config: TrainConfig) -> np.ndarray:
-    """The cosines a HAFrame model was trained towards (its frame's Gram matrix), or for any
-    other method the HAFrame target S of the dataset's preset γ (paper rule for s_min)."""
-    head = getattr(model, "head", None)
-    if getattr(head, "kind", None) == "haframe":
-        w = head.class_vectors().detach().double().cpu()
-        w = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
-        return (w.T @ w).numpy()
-    from hafcls.frames import target_similarity
-    from hafcls.methods import get_method
-
-    gamma = get_method("haframe", dataset=config.data).head_kwargs.get("gamma", 1.0)
-    return target_similarity(hierarchy, gamma=gamma, s_min="paper")
 
 
 class _StreamingAnalysis:

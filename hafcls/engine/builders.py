@@ -18,8 +18,7 @@ from hafcls.engine.checkpoint import check_hierarchy, load_weights
 from hafcls.engine.config import TrainConfig
 from hafcls.errors import HafclsError
 from hafcls.methods import scores_from_logits
-
-_FRAME_HEADS = ("haframe", "etf", "ebv")
+from hafcls.registry import HEADS
 
 
 # ---------------------------------------------------------------------- data
@@ -127,7 +126,7 @@ def model_from_checkpoint(ckpt: dict, hierarchy=None, path=None):
         check_hierarchy(meta, hierarchy)
     hierarchy = stored
     cfg = dict(meta["model_config"])
-    if cfg.get("head") in _FRAME_HEADS:
+    if cfg.get("head") in HEADS and HEADS.get(cfg["head"]).fixed_classifier:
         cfg["frame"] = "state_dict"  # the frame comes with the weights: no rebuild
     else:
         cfg.pop("frame", None)

@@ -179,6 +179,16 @@ def _check_fingerprint(model, hierarchy) -> None:
         )
 
 
+def loss_on_hierarchy(loss_cls: type[nn.Module]) -> LossBuilder:
+    """The builder of a loss constructed as ``loss_cls(hierarchy, **loss_kwargs)``."""
+
+    def build(method: Method, head, hierarchy) -> nn.Module:
+        return loss_cls(hierarchy, **method.loss_kwargs)
+
+    build.__name__ = f"build_{loss_cls.__name__}"
+    return build
+
+
 def number(value) -> float | None:
     """``value`` as a float when it is a real number (not bool), else None."""
     if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):

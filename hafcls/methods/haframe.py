@@ -6,6 +6,8 @@ See ``docs/haframe.md``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from hafcls.losses import HAFrameLoss
 from hafcls.methods.base import Method, frame_metadata, number, register_method
 from hafcls.validation import Option
@@ -42,6 +44,22 @@ def build_haframe_loss(method: Method, head, hierarchy) -> HAFrameLoss:
 def preset(dataset: str | None) -> tuple[float, float]:
     """``(gamma, alpha)`` of the paper for ``dataset`` (canonical name), else the default."""
     return PRESETS.get(dataset, DEFAULT)
+
+
+def similarity_target(model, hierarchy, dataset: str | None) -> np.ndarray:
+    """The cosines a HAFrame model was trained towards (its frame's Gram matrix), or for any
+    other model the HAFrame target S of the dataset's preset γ (paper rule for s_min): what the
+    comparison's similarity figure draws the realised cosines against."""
+    head = getattr(model, "head", None)
+    if getattr(head, "kind", None) == "haframe":
+        w = head.class_vectors().detach().double().cpu()
+        w = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
+        return (w.T @ w).numpy()
+    from hafcls.frames import target_similarity
+    from hafcls.methods.base import canonical_dataset
+
+    gamma, _ = preset(canonical_dataset(dataset))
+    return target_similarity(hierarchy, gamma=gamma, s_min="paper")
 
 
 @register_method("haframe")

@@ -6,22 +6,16 @@
 from __future__ import annotations
 
 from hafcls.losses import HierarchicalCrossEntropy
-from hafcls.methods.base import Method, register_method
+from hafcls.methods.base import Method, loss_on_hierarchy, register_method
 from hafcls.methods.ce import TYPE_I_HEAD
 from hafcls.validation import Option
 
 ALPHA = Option("alpha", float, 0.0, None, default=0.1, help="Decay of the weights with depth.")
 
 
-def build_hxe_loss(method: Method, head, hierarchy) -> HierarchicalCrossEntropy:
-    return HierarchicalCrossEntropy(hierarchy, **method.loss_kwargs)
-
-
 @register_method("hxe")
 def hxe(dataset: str | None = None) -> Method:
-    return Method(
-        name="hxe", head="linear", head_kwargs=dict(TYPE_I_HEAD), loss="hxe",
-        loss_kwargs={"alpha": 0.1}, build=build_hxe_loss, loss_options=(ALPHA,),
-        needs_hierarchy=True,
-        description="Hierarchical cross-entropy (Bertinetto et al. 2020).",
-    )
+    return Method("hxe", "linear", "hxe", dict(TYPE_I_HEAD), {"alpha": 0.1},
+                  description="Hierarchical cross-entropy (Bertinetto et al. 2020).",
+                  build=loss_on_hierarchy(HierarchicalCrossEntropy), loss_options=(ALPHA,),
+                  needs_hierarchy=True)
