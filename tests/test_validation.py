@@ -52,17 +52,21 @@ def test_options_declared_as_data():
         check_options(specs, {"alpha": 2}, "here")
 
 
-@pytest.mark.parametrize("name, text, words", [
-    ("a.yaml", "epochs: 1\nlr: 0.1\nepochs: 2\n", "'epochs' twice"),
-    ("b.yaml", "outer:\n  k: 1\n  k: 2\n", "'k' twice"),
-    ("c.json", '{"a": {"b": 1, "b": 2}}', "'b' twice"),
-    ("d.yaml", "- 1\n- 2\n", "mapping"),
-    ("e.yaml", "a: [1,\n", "not valid YAML"),
-    ("f.json", "{a: 1", "not valid JSON"),
-    ("g.yaml", b"\x80\x04K\x01.", "pickle"),
-    ("h.yaml", b"\xff\xfe\x00bad", "UTF-8"),
-])
-def test_one_reader_for_user_files(tmp_path, name, text, words):
+BAD_FILES = {  # file name -> (content, words of the error)
+    "a.yaml": ("epochs: 1\nlr: 0.1\nepochs: 2\n", "'epochs' twice"),
+    "b.yaml": ("outer:\n  k: 1\n  k: 2\n", "'k' twice"),
+    "c.json": ('{"a": {"b": 1, "b": 2}}', "'b' twice"),
+    "d.yaml": ("- 1\n- 2\n", "mapping"),
+    "e.yaml": ("a: [1,\n", "not valid YAML"),
+    "f.json": ("{a: 1", "not valid JSON"),
+    "g.yaml": (b"\x80\x04K\x01.", "pickle"),
+    "h.yaml": (b"\xff\xfe\x00bad", "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_one_reader_for_user_files(tmp_path, name):
+    text, words = BAD_FILES[name]
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(HafclsError, match=words):
