@@ -48,7 +48,3 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))

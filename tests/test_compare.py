@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from hafcls.cli.main import cli
 from hafcls.engine import compare as C
+from hafcls.engine import compare_tables
 from hafcls.errors import HafclsError
 
 # Student-t quantiles t(0.975, dof), from tables (independent of scipy)
@@ -159,7 +160,7 @@ def test_first_call_trains_every_run_and_writes_files(compared):
     summaries = C.summarize_rows(result.rows, METHODS)
     for method in METHODS:
         line = next(ln for ln in md.splitlines() if ln.startswith(f"| {method} |"))
-        assert C._cell(summaries[method]["plain"]["top1"], "top1") in line
+        assert compare_tables._cell(summaries[method]["plain"]["top1"], "top1") in line
     assert "test split (24 images)" in md  # 4 classes x 6 images
 
 

@@ -95,7 +95,7 @@ def test_json_round_trip_keeps_distances_and_fingerprint(h, tmp_path_factory):
 
 # ---------------------------------------------------------------------- frames
 def _similarity64(h: Hierarchy, gamma: float, s_min: float) -> np.ndarray:
-    """S from its definition (METHODS.md §2), in float64, from the distance matrix."""
+    """S from its definition (docs/haframe.md), in float64, from the distance matrix."""
     d = h.distance_matrix().astype(np.float64)
     s = (1 - s_min) * np.exp(-gamma * d / d.max()) + s_min
     np.fill_diagonal(s, 1.0)
@@ -150,7 +150,7 @@ def scored_samples(draw):
 
 
 def _reference(scores: np.ndarray, targets: np.ndarray, d: np.ndarray, ks) -> dict:
-    """The METHODS.md §5 definitions, sample by sample (ties: lower class index first)."""
+    """The docs/metrics.md definitions, sample by sample (ties: lower class index first)."""
     n, k = scores.shape
     order = np.argsort(-scores, axis=1, kind="stable")
     out = {"top1": float(np.mean(order[:, 0] == targets)),

@@ -12,9 +12,8 @@ from hafcls.losses import (
     HierarchicalCrossEntropy,
     HUGLoss,
     SoftLabelLoss,
-    available_methods,
-    get_method,
 )
+from hafcls.methods import available_methods, get_method
 
 NAMES = ["ce", "ebv", "etf-dr", "haframe", "hug-mgd", "hug-mhe", "hug-mhs", "hxe", "soft-labels"]
 EDGES = [("root", "A"), ("A", "a1"), ("A", "a2"), ("root", "B"), ("B", "b1"), ("B", "b2"),

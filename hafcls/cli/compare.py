@@ -19,8 +19,8 @@ _PER_RUN = ("method", "seed", "output", "resume")
 
 @click.command("compare")
 @click.option("--methods", required=True,
-              help="Comma-separated methods: ce, haframe, etf-dr, hug-mhe, hug-mhs, hug-mgd, "
-                   "soft-labels, hxe, ebv.")
+              help="Comma-separated registered methods (hafcls.list_methods()), e.g. "
+                   "ce,haframe.")
 @click.option("--seeds", default="5", show_default=True,
               help="Number of seeds (N: seeds 0..N-1) or a comma list of seeds.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -31,7 +31,8 @@ _PER_RUN = ("method", "seed", "output", "resume")
 @click.option("--max-k", type=int, default=100, show_default=True,
               help="Largest k of the HierDist@k curve.")
 def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int,
-            config: Path | None, assignments: tuple[str, ...], **params) -> None:
+            config: Path | None, assignments: tuple[str, ...], recipe: str | None,
+            **params) -> None:
     """Train each method for each seed, then write results.csv, results.md (mean ± 95%
     t-interval, with and without CRM) and plots, and print the table.
 
@@ -44,7 +45,8 @@ def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int,
     from hafcls.engine.compare import compare
 
     ctx = click.get_current_context()
-    cfg = train_cli.resolve_config(train_cli.explicit_options(ctx, params), config, assignments)
+    cfg = train_cli.resolve_config(train_cli.explicit_options(ctx, params), config, assignments,
+                                   recipe)
     result = compare(methods, seeds, cfg, output, plots=plots, max_k=max_k)
     if not result.markdown:  # a non-zero torchrun rank: rank 0 reports
         return

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import click
 
-from hafcls.engine.config import DATASETS
+from hafcls.cli.choices import RegistryChoice
+from hafcls.registry import DATASETS
 
 
 @click.command("evaluate")
 @click.argument("run_or_checkpoint", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Choice(DATASETS),
+@click.option("--data", type=RegistryChoice(DATASETS),
               help="Dataset (default: the one the model was trained on).")
 @click.option("--data-dir", help="Dataset folder (default: the training run's).")
 @click.option("--hierarchy", help="Hierarchy to check against (must be the training one).")

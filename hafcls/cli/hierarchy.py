@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from hafcls.errors import HafclsError
-
-SOURCES = ("wordnet", "inaturalist", "fgvc-aircraft", "cifar100", "isa", "nltk-pickle")
+from hafcls.cli.choices import RegistryChoice
+from hafcls.registry import HIERARCHY_SOURCES
 
 
 @click.group()
@@ -31,17 +30,8 @@ def show(name_or_file: str, n_classes: int) -> None:
         click.echo("  " + " > ".join(h.name(n) for n in h.path(c)))
 
 
-def _read_ids(path: Path) -> list[str]:
-    from hafcls.hierarchy.tree import read_text
-
-    ids = [line.split()[0] for line in read_text(path).splitlines() if line.strip()]
-    if not ids:
-        raise HafclsError(f"{path} lists no WordNet ids.", "write one id (n01440764) per line.")
-    return ids
-
-
 @hierarchy.command("build")
-@click.argument("source", type=click.Choice(SOURCES))
+@click.argument("source", type=RegistryChoice(HIERARCHY_SOURCES))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write the hierarchy JSON.")
@@ -55,30 +45,20 @@ def build(source: str, path: Path, output: Path, rule: str, prune_chains: bool, 
           name: str | None) -> None:
     """Build a hierarchy from SOURCE's own files at PATH and write it as hafcls JSON.
 
-    \b
-    wordnet        PATH: text file, one ImageNet id (n01440764) per line = the classes in order
-    inaturalist    PATH: train2019.json / categories.json of the competition
-    fgvc-aircraft  PATH: the fgvc-aircraft-2013b folder (or its data/)
-    cifar100       PATH: the folder holding cifar-100-python/
-    isa            PATH: text file, one 'parent child' pair per line
-    nltk-pickle    PATH: a pickled nltk.Tree (needs --trust)
+    SOURCE is a registered source: `hafcls hierarchy sources` lists them and what PATH means
+    for each.
     """
-    from hafcls import hierarchy as hz
-
     t0 = time.perf_counter()
-    if source == "wordnet":
-        h = hz.wordnet(_read_ids(path), rule=rule, prune_chains=prune_chains, name=name)
-    elif source == "inaturalist":
-        h = hz.inaturalist(path)
-    elif source == "fgvc-aircraft":
-        h = hz.fgvc_aircraft(path)
-    elif source == "cifar100":
-        h = hz.cifar100(path)
-    elif source == "isa":
-        h = hz.Hierarchy.from_isa_file(path)
-    else:
-        h = hz.from_nltk_tree_pickle(path, trust=trust)
+    source_entry = HIERARCHY_SOURCES.get(source)
+    h = source_entry(path, rule=rule, prune_chains=prune_chains, name=name, trust=trust)
     if name:
         h.meta["name"] = name
     h.to_json(output)
     click.echo(f"{h!r} written to {output} in {time.perf_counter() - t0:.1f}s")
+
+
+@hierarchy.command("sources")
+def sources() -> None:
+    """List the hierarchy sources and what PATH means for each."""
+    for name, entry in HIERARCHY_SOURCES.items():
+        click.echo(f"{name:14s} PATH: {entry.path_help}")

@@ -11,11 +11,13 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from hafcls.engine.config import DATASETS, TrainConfig, parse_assignment, read_config_file
+from hafcls.cli.choices import RegistryChoice
+from hafcls.engine.config import TrainConfig, parse_assignment, read_config_file
+from hafcls.registry import DATASETS, METHODS, RECIPES
 
 _EXPLICIT = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 # click parameters that are not config fields
-_NOT_FIELDS = ("config", "assignments")
+_NOT_FIELDS = ("config", "assignments", "recipe")
 
 
 def explicit_options(ctx: click.Context, params: dict) -> dict:
@@ -39,8 +41,10 @@ def assignments_to_dict(assignments) -> dict:
     return out
 
 
-def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> TrainConfig:
-    """Build the run's config from the run folder (when resuming), the file and the flags.
+def resolve_config(explicit: dict, config_file: Path | None, assignments=(),
+                   recipe: str | None = None) -> TrainConfig:
+    """Build the run's config from a recipe, the run folder (when resuming), the file and the
+    flags, in that order of precedence (lowest first).
 
     Mapping options given with ``--set`` (``--set data_options.per_class=20``) and
     ``--skip-corrupt/--strict-images`` (``data_options.skip_corrupt``) merge into the mapping
@@ -57,6 +61,8 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> 
         sets["data_options"] = {**(data_options if isinstance(data_options, dict) else {}),
                                 "skip_corrupt": skip_corrupt}
     cfg = TrainConfig()
+    if recipe is not None:
+        cfg.update(RECIPES.get(recipe).config, source=f"the recipe {recipe!r}")
     resume = flags.get("resume", file_values.get("resume", False))
     output = flags.get("output", file_values.get("output"))
     if resume and output:
@@ -78,7 +84,10 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> 
 @click.option("--config", "config", type=click.Path(path_type=Path),
               help="YAML or JSON file of options (keys as below, e.g. 'batch_size: 128'); "
                    "flags given on the command line override it.")
-@click.option("--data", type=click.Choice(DATASETS), help="Dataset.  [default: synthetic]")
+@click.option("--recipe", type=RegistryChoice(RECIPES),
+              help="Start from a published recipe (hafcls.list_recipes()); --config and flags "
+                   "override it.")
+@click.option("--data", type=RegistryChoice(DATASETS), help="Dataset.  [default: synthetic]")
 @click.option("--data-dir", help="Dataset folder (not needed for synthetic).")
 @click.option("--hierarchy", help="Shipped hierarchy name or hierarchy file (default: the "
                                   "dataset's own).")
@@ -88,8 +97,7 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> 
 @click.option("--skip-corrupt/--strict-images", "skip_corrupt", default=None,
               help="Skip unreadable images and count them per epoch (default), or stop at the "
                    "first one naming the file (data_options.skip_corrupt).")
-@click.option("--method", help="ce, haframe, etf-dr, hug-mhe, hug-mhs, hug-mgd, soft-labels, "
-                               "hxe or ebv.")
+@click.option("--method", type=RegistryChoice(METHODS), help="Training method.")
 @click.option("--model", help="timm backbone name, e.g. resnet18, resnet50, wide_resnet50_2.")
 @click.option("--pretrained", is_flag=True, default=None,
               help="Start from timm's pretrained weights (downloads them).")
@@ -130,7 +138,8 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=()) -> 
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Any other option, value read as YAML: --set data_options.per_class=50, "
                    "--set method_options.alpha=0.3, --set model_options.drop_path_rate=0.1.")
-def command(config: Path | None, assignments: tuple[str, ...], **params) -> None:
+def command(config: Path | None, assignments: tuple[str, ...], recipe: str | None,
+            **params) -> None:
     """Train a model and write a run folder (config, metrics, checkpoints).
 
     \b
@@ -143,7 +152,7 @@ def command(config: Path | None, assignments: tuple[str, ...], **params) -> None
     from hafcls.engine.train import train
 
     ctx = click.get_current_context()
-    cfg = resolve_config(explicit_options(ctx, params), config, assignments)
+    cfg = resolve_config(explicit_options(ctx, params), config, assignments, recipe)
     cfg.require_run_fields()
     result = train(cfg)
     from hafcls.engine.distributed import env_info

@@ -17,7 +17,15 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hafcls.data.base import check_split, last_per_class, locate_or_download, map_labels
+from hafcls.data.base import (
+    check_split,
+    last_per_class,
+    locate_or_download,
+    map_labels,
+    resolve_hierarchy,
+)
+from hafcls.data.registry import DatasetRequest, register_dataset
+from hafcls.data.transforms import CIFAR100_MEAN, CIFAR100_STD
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.hierarchy.sources.cifar100 import (
@@ -26,6 +34,7 @@ from hafcls.hierarchy.sources.cifar100 import (
     find_cifar100_dir,
     read_cifar_pickle,
 )
+from hafcls.validation import Option
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -169,3 +178,18 @@ def cifar100_splits(
     val = CIFAR100(folder, "val", transform=eval_transform, _source=train_src, **common)
     test = CIFAR100(folder, "test", transform=eval_transform, _source=test_src, **common)
     return h, train, val, test
+
+
+@register_dataset("cifar100", image_size=32, mean=CIFAR100_MEAN, std=CIFAR100_STD,
+                  aliases=("cifar-100",), skip_corrupt=False,
+                  options=(Option("val_per_class", int, 0, 499),),
+                  help="CIFAR-100 (python pickles), 45k/5k/10k split, its own 2-level tree.")
+def build_cifar100(req: DatasetRequest):
+    from hafcls.hierarchy.sources.cifar100 import LAYOUT
+
+    root = req.need_dir("cifar100", LAYOUT)
+    val_per_class = req.options.get("val_per_class", VAL_PER_CLASS)
+    hierarchy = None if req.hierarchy is None else resolve_hierarchy(req.hierarchy)
+    h, train, val, test = cifar100_splits(root, hierarchy, val_per_class, req.download,
+                                          req.train_transform, req.eval_transform)
+    return h, train, val, test, {"val_per_class": val_per_class}

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
-from hafcls.data.base import ImageFileDataset, check_split, locate_or_download, map_labels
+from hafcls.data.base import (
+    ImageFileDataset,
+    check_split,
+    locate_or_download,
+    map_labels,
+    resolve_hierarchy,
+)
+from hafcls.data.registry import DatasetRequest, register_dataset
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.hierarchy.sources.fgvc_aircraft import (
@@ -23,6 +30,7 @@ from hafcls.hierarchy.sources.fgvc_aircraft import (
     find_fgvc_dir,
     read_image_labels,
 )
+from hafcls.validation import Option
 
 URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz"
 BANNER_PIXELS = 20
@@ -98,3 +106,19 @@ class FGVCAircraft(ImageFileDataset):
         self.split = split
         self.data_dir = data
         self.image_ids = [image_id for image_id, _ in pairs]
+
+
+@register_dataset("fgvc-aircraft", image_size=224, aliases=("fgvc", "aircraft"),
+                  options=(Option("crop_banner", int, 0, None),),
+                  help="FGVC-Aircraft 2013b, official splits, 100 variants / 70 families / "
+                       "30 manufacturers.")
+def build_fgvc_aircraft(req: DatasetRequest):
+    from hafcls.hierarchy.sources.fgvc_aircraft import LAYOUT, fgvc_aircraft
+
+    data = locate_fgvc(req.need_dir("fgvc-aircraft", LAYOUT), req.download)
+    h = fgvc_aircraft(data) if req.hierarchy is None else resolve_hierarchy(req.hierarchy)
+    opts = {"crop_banner": req.options.get("crop_banner", BANNER_PIXELS),
+            "skip_corrupt": req.options.get("skip_corrupt", False)}
+    train, val, test = (FGVCAircraft(data, split, h, req.transform(split), **opts)
+                        for split in ("train", "val", "test"))
+    return h, train, val, test, {"crop_banner": opts["crop_banner"]}

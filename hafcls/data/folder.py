@@ -17,7 +17,9 @@ import numpy as np
 
 from hafcls.data.base import ImageFileDataset, map_labels, resolve_hierarchy
 from hafcls.data.images import IMG_EXTENSIONS
+from hafcls.data.registry import DatasetRequest, register_dataset
 from hafcls.errors import HafclsError
+from hafcls.validation import Option
 
 LAYOUT = ("root/<split>/<class id>/<image files> with split in train, val, test and class ids "
           "as in the hierarchy (e.g. WordNet ids such as n01440764)")
@@ -107,3 +109,30 @@ class HierarchyImageFolder(ImageFileDataset):
                 "in this split.",
                 stacklevel=2,
             )
+
+
+@register_dataset("folder", image_size=224, aliases=("imagefolder", "image-folder"),
+                  options=(Option("extensions", (list, tuple)), Option("train_split", str),
+                           Option("val_split", str), Option("test_split", str)),
+                  help="Your images as root/<split>/<class id>/..., with a given hierarchy.")
+def build_folder(req: DatasetRequest):
+    if req.download:
+        raise HafclsError("The folder dataset cannot be downloaded.",
+                          f"arrange your images as {LAYOUT}.")
+    root = req.need_dir("folder", LAYOUT)
+    if req.hierarchy is None:
+        raise HafclsError(
+            "The folder dataset needs a hierarchy.",
+            "pass hierarchy= a Hierarchy, a shipped name (e.g. 'imagenet-1k') or a hierarchy "
+            "file (--hierarchy).",
+        )
+    h = resolve_hierarchy(req.hierarchy)
+    kw = req.options
+    opts = {"extensions": tuple(kw.get("extensions", IMG_EXTENSIONS)),
+            "skip_corrupt": kw.get("skip_corrupt", False)}
+    splits = {s: kw.get(f"{s}_split", s) for s in ("train", "val", "test")}
+    sets = {s: HierarchyImageFolder(root, folder, h, req.transform(s), **opts)
+            for s, folder in splits.items()}
+    missing = {s: len(d.missing_classes) for s, d in sets.items()}
+    return h, sets["train"], sets["val"], sets["test"], {"split_folders": splits,
+                                                         "classes_without_images": missing}

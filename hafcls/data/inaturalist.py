@@ -18,7 +18,6 @@ last ``val_per_class`` training images of each class for validation (the protoco
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -26,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hafcls.data.base import ImageFileDataset, last_per_class, map_labels
+from hafcls.data.base import ImageFileDataset, last_per_class, map_labels, resolve_hierarchy
+from hafcls.data.registry import DatasetRequest, register_dataset
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.hierarchy.sources.inaturalist import inaturalist
+from hafcls.validation import Option, read_user_json
 
 SPLIT_FILES = {"train": "train2019.json", "val": "val2019.json", "test": "test2019.json"}
 WHERE = (
@@ -45,10 +46,7 @@ LAYOUT = ("a folder holding train2019.json, val2019.json, test2019.json and the 
 def read_json(path: Path) -> dict:
     if not path.is_file():
         raise HafclsError(f"Missing iNaturalist file {path}.", f"{WHERE}.")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HafclsError(f"{path} is not valid JSON ({err}).", "re-download it.") from None
+    data = read_user_json(path, fix="re-download it.")
     if not isinstance(data, Mapping) or not isinstance(data.get("images"), list):
         raise HafclsError(f"{path} has no 'images' list.", f"expected {LAYOUT}.")
     return dict(data)
@@ -216,3 +214,19 @@ def inat2019_splits(
     train = train.subset(np.flatnonzero(~held))
     test = INaturalist2019(root, "val", transform=eval_transform, **common)
     return hierarchy, train, val, test, "val-as-test"
+
+
+@register_dataset("inat2019", image_size=224,
+                  aliases=("inat", "inat-2019", "inaturalist2019", "inaturalist-2019"),
+                  options=(Option("split_files", dict), Option("categories", (str, os.PathLike)),
+                           Option("val_per_class", int, 0, None)),
+                  help="iNaturalist 2019 competition files, 1,010 species in 7 ranks.")
+def build_inat2019(req: DatasetRequest):
+    if req.download:
+        raise HafclsError("iNaturalist 2019 cannot be downloaded automatically.", f"{WHERE}.")
+    root = req.need_dir("inat2019", LAYOUT)
+    hierarchy = None if req.hierarchy is None else resolve_hierarchy(req.hierarchy)
+    h, train, val, test, protocol = inat2019_splits(
+        root, hierarchy, train_transform=req.train_transform,
+        eval_transform=req.eval_transform, **req.options)
+    return h, train, val, test, {"protocol": protocol}

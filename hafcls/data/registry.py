@@ -1,27 +1,26 @@
-"""``build_datasets(name, ...)``: train / val / test datasets, their hierarchy and transforms."""
+"""``build_datasets(name, ...)``: train / val / test datasets, their hierarchy and transforms.
+
+Each dataset module registers itself with :func:`register_dataset` (its builder, native image
+size, normalisation, flip probability and declared options), so nothing here names a dataset.
+Adding a dataset: a new module in ``hafcls/data/`` whose builder is decorated with
+``@register_dataset(...)``, plus one entry in ``hafcls/data/catalog.py``.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Dataset
 
-from hafcls.data.base import resolve_hierarchy
 from hafcls.data.images import collate_skip_corrupt
-from hafcls.data.synthetic import SYNTHETIC_MEAN, SYNTHETIC_STD
-from hafcls.data.transforms import (
-    CIFAR100_MEAN,
-    CIFAR100_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    build_transforms,
-)
+from hafcls.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
+from hafcls.registry import DATASETS
+from hafcls.validation import Option, check_options, check_scalar
 
 
 @dataclass
@@ -91,164 +90,80 @@ class DataBundle:
         return {k: len(v) for k, v in self.splits.items()}
 
 
-# ---------------------------------------------------------------------- per-dataset builders
-_COMMON_KW = ("mean", "std", "interpolation", "crop_pct", "hflip", "scale", "train_transform",
-              "eval_transform", "skip_corrupt")
-_SYNTHETIC_KW = ("branching", "per_class", "depth_decay", "weight_jitter", "max_shift",
-                 "contrast_jitter", "brightness_jitter", "distractor", "noise", "gratings",
-                 "max_freq")
+# ---------------------------------------------------------------------- registration
+#: options every dataset takes (transforms; unreadable images)
+COMMON_OPTIONS = (
+    Option("mean", (list, tuple)), Option("std", (list, tuple)),
+    Option("interpolation", str), Option("crop_pct", float, 0.0, 1.0, "right"),
+    Option("hflip", float, 0.0, 1.0), Option("scale", (list, tuple)),
+    Option("train_transform", object), Option("eval_transform", object),
+    Option("skip_corrupt", bool),
+)
 
 
-def _need_dir(name: str, data_dir, layout: str) -> Path:
-    if data_dir is None:
-        raise HafclsError(f"The {name} dataset needs data_dir (--data-dir).",
-                          f"point it at {layout}.")
-    return Path(data_dir)
+@dataclass
+class DatasetRequest:
+    """What a dataset builder receives: where the data is, the hierarchy override, the seed,
+    the two transforms, the image size and the dataset's own (checked) options."""
 
+    data_dir: str | os.PathLike | None
+    hierarchy: Hierarchy | str | os.PathLike | None
+    download: bool
+    seed: int
+    train_transform: Callable
+    eval_transform: Callable
+    image_size: int
+    options: dict
 
-def _build_synthetic(data_dir, hierarchy, download, seed, tf, kw):
-    from hafcls.data.synthetic import (
-        SYNTHETIC_SIZES,
-        SyntheticHierarchyDataset,
-        synthetic_hierarchy,
-    )
+    def transform(self, split: str) -> Callable:
+        return self.train_transform if split == "train" else self.eval_transform
 
-    branching = kw.pop("branching", None)
-    if hierarchy is None:
-        hierarchy = synthetic_hierarchy(**({} if branching is None else
-                                           {"branching": branching}), seed=seed)
-    elif branching is not None:
-        raise HafclsError("Pass either hierarchy or branching to the synthetic dataset, not both.",
-                          "drop one of them.")
-    else:
-        hierarchy = resolve_hierarchy(hierarchy)
-    per_class = kw.pop("per_class", None)
-    if per_class is None:
-        per_class = dict(SYNTHETIC_SIZES)
-    elif isinstance(per_class, Mapping):
-        per_class = {**SYNTHETIC_SIZES, **per_class}
-    elif isinstance(per_class, (int, np.integer)):
-        per_class = dict.fromkeys(SYNTHETIC_SIZES, int(per_class))
-    else:
-        try:
-            per_class = dict(zip(("train", "val", "test"), per_class, strict=True))
-        except (TypeError, ValueError):
-            raise HafclsError(f"per_class must be an int, a dict or 3 ints, got {per_class!r}.",
-                              "pass e.g. per_class=(200, 40, 40).") from None
-    size = kw.pop("image_size")
-    sets = {
-        split: SyntheticHierarchyDataset(hierarchy, split, per_class[split], image_size=size,
-                                         seed=seed, transform=tf[split != "train"], **kw)
-        for split in ("train", "val", "test")
-    }
-    info = {"per_class": per_class, "seed": seed, **kw}
-    return hierarchy, sets["train"], sets["val"], sets["test"], info
-
-
-def _build_cifar100(data_dir, hierarchy, download, seed, tf, kw):
-    from hafcls.data.cifar100 import VAL_PER_CLASS, cifar100_splits
-    from hafcls.hierarchy.sources.cifar100 import LAYOUT
-
-    root = _need_dir("cifar100", data_dir, LAYOUT)
-    val_per_class = kw.pop("val_per_class", VAL_PER_CLASS)
-    h, train, val, test = cifar100_splits(
-        root, None if hierarchy is None else resolve_hierarchy(hierarchy), val_per_class,
-        download, tf[0], tf[1])
-    return h, train, val, test, {"val_per_class": val_per_class}
-
-
-def _build_fgvc(data_dir, hierarchy, download, seed, tf, kw):
-    from hafcls.data.fgvc_aircraft import BANNER_PIXELS, FGVCAircraft, locate_fgvc
-    from hafcls.hierarchy.sources.fgvc_aircraft import LAYOUT, fgvc_aircraft
-
-    root = _need_dir("fgvc-aircraft", data_dir, LAYOUT)
-    data = locate_fgvc(root, download)
-    h = fgvc_aircraft(data) if hierarchy is None else resolve_hierarchy(hierarchy)
-    opts = {"crop_banner": kw.pop("crop_banner", BANNER_PIXELS),
-            "skip_corrupt": kw.pop("skip_corrupt", False)}
-    train, val, test = (FGVCAircraft(data, split, h, tf[split != "train"], **opts)
-                        for split in ("train", "val", "test"))
-    return h, train, val, test, {"crop_banner": opts["crop_banner"]}
-
-
-def _build_inat2019(data_dir, hierarchy, download, seed, tf, kw):
-    from hafcls.data.inaturalist import LAYOUT, WHERE, inat2019_splits
-
-    if download:
-        raise HafclsError("iNaturalist 2019 cannot be downloaded automatically.", f"{WHERE}.")
-    root = _need_dir("inat2019", data_dir, LAYOUT)
-    opts = {k: kw.pop(k) for k in ("split_files", "categories", "val_per_class", "skip_corrupt")
-            if k in kw}
-    h, train, val, test, protocol = inat2019_splits(
-        root, None if hierarchy is None else resolve_hierarchy(hierarchy),
-        train_transform=tf[0], eval_transform=tf[1], **opts)
-    return h, train, val, test, {"protocol": protocol}
-
-
-def _build_folder(data_dir, hierarchy, download, seed, tf, kw):
-    from hafcls.data.folder import LAYOUT, HierarchyImageFolder
-    from hafcls.data.images import IMG_EXTENSIONS
-
-    if download:
-        raise HafclsError("The folder dataset cannot be downloaded.",
-                          f"arrange your images as {LAYOUT}.")
-    root = _need_dir("folder", data_dir, LAYOUT)
-    if hierarchy is None:
-        raise HafclsError(
-            "The folder dataset needs a hierarchy.",
-            "pass hierarchy= a Hierarchy, a shipped name (e.g. 'imagenet-1k') or a hierarchy "
-            "file (--hierarchy).",
-        )
-    h = resolve_hierarchy(hierarchy)
-    opts = {"extensions": tuple(kw.pop("extensions", IMG_EXTENSIONS)),
-            "skip_corrupt": kw.pop("skip_corrupt", False)}
-    splits = {s: kw.pop(f"{s}_split", s) for s in ("train", "val", "test")}
-    sets = {s: HierarchyImageFolder(root, folder, h, tf[s != "train"], **opts)
-            for s, folder in splits.items()}
-    missing = {s: len(d.missing_classes) for s, d in sets.items()}
-    return h, sets["train"], sets["val"], sets["test"], {"split_folders": splits,
-                                                         "classes_without_images": missing}
+    def need_dir(self, name: str, layout: str) -> Path:
+        """``data_dir`` as a Path, or a clear error naming the expected layout."""
+        if self.data_dir is None:
+            raise HafclsError(f"The {name} dataset needs data_dir (--data-dir).",
+                              f"point it at {layout}.")
+        return Path(self.data_dir)
 
 
 @dataclass(frozen=True)
-class _Spec:
-    build: Callable
+class DatasetSpec:
+    """A registered dataset: ``build(request) -> (hierarchy, train, val, test, info)``."""
+
+    name: str
+    build: Callable[[DatasetRequest], tuple]
     image_size: int
-    mean: tuple
-    std: tuple
-    hflip: float
-    extra_kw: tuple
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    hflip: float = 0.5
+    options: tuple[Option, ...] = ()
+    skip_corrupt: bool = True     # whether the dataset reads image files that can be corrupt
+    help: str = ""
 
 
-_DATASETS = {
-    # no flips for synthetic data: the generator never mirrors, so flips add unseen variation
-    "synthetic": _Spec(_build_synthetic, 32, SYNTHETIC_MEAN, SYNTHETIC_STD, 0.0, _SYNTHETIC_KW),
-    "cifar100": _Spec(_build_cifar100, 32, CIFAR100_MEAN, CIFAR100_STD, 0.5, ("val_per_class",)),
-    "fgvc-aircraft": _Spec(_build_fgvc, 224, IMAGENET_MEAN, IMAGENET_STD, 0.5, ("crop_banner",)),
-    "inat2019": _Spec(_build_inat2019, 224, IMAGENET_MEAN, IMAGENET_STD, 0.5,
-                      ("split_files", "categories", "val_per_class")),
-    "folder": _Spec(_build_folder, 224, IMAGENET_MEAN, IMAGENET_STD, 0.5,
-                    ("extensions", "train_split", "val_split", "test_split")),
-}
-_ALIASES = {
-    "cifar-100": "cifar100", "fgvc": "fgvc-aircraft", "aircraft": "fgvc-aircraft",
-    "inat": "inat2019", "inat-2019": "inat2019", "inaturalist2019": "inat2019",
-    "inaturalist-2019": "inat2019", "imagefolder": "folder", "image-folder": "folder",
-}
+def register_dataset(name: str, *, image_size: int, mean: tuple = IMAGENET_MEAN,
+                     std: tuple = IMAGENET_STD, hflip: float = 0.5,
+                     options: tuple[Option, ...] = (), aliases: tuple[str, ...] = (),
+                     skip_corrupt: bool = True, help: str = ""):
+    """Decorator registering ``build(request: DatasetRequest) -> (hierarchy, train, val, test,
+    info)`` as the dataset ``name`` (see :class:`DatasetSpec` for the other fields)."""
+
+    def decorate(build: Callable) -> Callable:
+        spec = DatasetSpec(name, build, image_size, tuple(mean), tuple(std), hflip,
+                           tuple(options), skip_corrupt, help)
+        DATASETS.add(name, spec, aliases=aliases)
+        return build
+
+    return decorate
 
 
 def available_datasets() -> list[str]:
-    """Names accepted by :func:`build_datasets`."""
-    return list(_DATASETS)
+    """Names accepted by :func:`build_datasets`, in registration order."""
+    return DATASETS.names()
 
 
 def canonical_name(name: str) -> str:
-    key = str(name).strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in _DATASETS:
-        raise HafclsError(f"Unknown dataset {name!r}.",
-                          f"use one of {', '.join(available_datasets())}.")
-    return key
+    return DATASETS.canonical(name)
 
 
 def build_datasets(
@@ -265,8 +180,7 @@ def build_datasets(
     Parameters
     ----------
     name:
-        One of :func:`available_datasets` (``synthetic``, ``cifar100``, ``fgvc-aircraft``,
-        ``inat2019``, ``folder``).
+        One of :func:`available_datasets` (``hafcls.list_datasets()``).
     data_dir:
         Where the data lives (not needed for ``synthetic``).
     hierarchy:
@@ -289,16 +203,16 @@ def build_datasets(
         ``<split>_split`` folder names).
     """
     key = canonical_name(name)
-    spec = _DATASETS[key]
-    allowed = set(_COMMON_KW) | set(spec.extra_kw)
-    unknown = sorted(set(kw) - allowed)
+    spec: DatasetSpec = DATASETS.get(key)
+    declared = (*COMMON_OPTIONS, *spec.options)
+    unknown = sorted(set(kw) - {o.name for o in declared})
     if unknown:
         raise HafclsError(
             f"Unknown option(s) for the {key} dataset: {', '.join(unknown)}.",
-            f"use some of {', '.join(sorted(allowed))}.",
+            f"use some of {', '.join(sorted(o.name for o in declared))}.",
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise HafclsError(f"seed must be an int >= 0, got {seed!r}.", "pass e.g. seed=0.")
+    kw = check_options(declared, kw, f"the {key} dataset")
+    seed = check_scalar(seed, "seed", int, min_val=0, fix="pass e.g. seed=0.")
     size = spec.image_size if image_size is None else image_size
     mean, std = kw.pop("mean", spec.mean), kw.pop("std", spec.std)
     tf_opts = {k: kw.pop(k) for k in ("interpolation", "crop_pct", "scale") if k in kw}
@@ -313,13 +227,11 @@ def build_datasets(
     # training runs skip (and count) unreadable images unless told to be strict
     kw.setdefault("skip_corrupt", True)
     skip = bool(kw["skip_corrupt"])
-    if key == "synthetic":
-        kw.pop("skip_corrupt", None)
-        kw["image_size"] = size
-    elif key == "cifar100":
-        kw.pop("skip_corrupt", None)
-    h, train, val, test, info = spec.build(data_dir, hierarchy, bool(download), int(seed),
-                                           (train_tf, eval_tf), kw)
+    if not spec.skip_corrupt:  # generated or in-memory images cannot be unreadable
+        kw.pop("skip_corrupt")
+    request = DatasetRequest(data_dir, hierarchy, bool(download), int(seed), train_tf, eval_tf,
+                             int(size), kw)
+    h, train, val, test, info = spec.build(request)
     info = {"sizes": {"train": len(train), "val": len(val), "test": len(test)}, **info}
     return DataBundle(
         hierarchy=h, train=train, val=val, test=test, image_size=int(size), name=key,

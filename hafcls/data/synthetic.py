@@ -20,15 +20,17 @@ anything. Sample ``i`` has class ``i % K`` (balanced, interleaved).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hafcls.data.base import SPLITS, check_split
+from hafcls.data.base import SPLITS, check_split, resolve_hierarchy
+from hafcls.data.registry import DatasetRequest, register_dataset
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
+from hafcls.validation import Option
 
 #: Default images per class for each split.
 SYNTHETIC_SIZES = {"train": 200, "val": 40, "test": 40}
@@ -273,3 +275,53 @@ class SyntheticHierarchyDataset(Dataset):
 
 #: Alias named after the feature ("the SyntheticHierarchy dataset").
 SyntheticHierarchy = SyntheticHierarchyDataset
+
+
+# ---------------------------------------------------------------------- registration
+def _per_class_sizes(per_class) -> dict[str, int]:
+    if per_class is None:
+        return dict(SYNTHETIC_SIZES)
+    if isinstance(per_class, Mapping):
+        return {**SYNTHETIC_SIZES, **per_class}
+    if isinstance(per_class, (int, np.integer)):
+        return dict.fromkeys(SYNTHETIC_SIZES, int(per_class))
+    try:
+        return dict(zip(("train", "val", "test"), per_class, strict=True))
+    except (TypeError, ValueError):
+        raise HafclsError(f"per_class must be an int, a dict or 3 ints, got {per_class!r}.",
+                          "pass e.g. per_class=(200, 40, 40).") from None
+
+
+# no flips for synthetic data: the generator never mirrors, so flips add unseen variation
+@register_dataset(
+    "synthetic", image_size=32, mean=SYNTHETIC_MEAN, std=SYNTHETIC_STD, hflip=0.0,
+    skip_corrupt=False, help="Generated images whose similarity follows the label tree.",
+    options=(
+        Option("branching", (list, tuple)), Option("per_class", (int, dict, list, tuple)),
+        Option("depth_decay", float, 0.0, None), Option("weight_jitter", float, 0.0, None),
+        Option("max_shift", int, 0, None, nullable=True),
+        Option("contrast_jitter", float, 0.0, None),
+        Option("brightness_jitter", float, 0.0, None), Option("distractor", float, 0.0, None),
+        Option("noise", float, 0.0, None), Option("gratings", int, 0, None),
+        Option("max_freq", int, 1, None),
+    ))
+def build_synthetic(req: DatasetRequest):
+    kw = dict(req.options)
+    branching = kw.pop("branching", None)
+    if req.hierarchy is None:
+        hierarchy = synthetic_hierarchy(**({} if branching is None else
+                                           {"branching": branching}), seed=req.seed)
+    elif branching is not None:
+        raise HafclsError("Pass either hierarchy or branching to the synthetic dataset, not both.",
+                          "drop one of them.")
+    else:
+        hierarchy = resolve_hierarchy(req.hierarchy)
+    per_class = _per_class_sizes(kw.pop("per_class", None))
+    sets = {
+        split: SyntheticHierarchyDataset(hierarchy, split, per_class[split],
+                                         image_size=req.image_size, seed=req.seed,
+                                         transform=req.transform(split), **kw)
+        for split in ("train", "val", "test")
+    }
+    info = {"per_class": per_class, "seed": req.seed, **kw}
+    return hierarchy, sets["train"], sets["val"], sets["test"], info

@@ -7,6 +7,7 @@ autocast.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import torch
@@ -16,8 +17,8 @@ from hafcls.engine import distributed as D
 from hafcls.engine.checkpoint import check_hierarchy, load_weights
 from hafcls.engine.config import TrainConfig
 from hafcls.errors import HafclsError
-
-_FRAME_HEADS = ("haframe", "etf", "ebv")
+from hafcls.methods import scores_from_logits
+from hafcls.registry import HEADS
 
 
 # ---------------------------------------------------------------------- data
@@ -76,7 +77,7 @@ def normalisation(bundle) -> dict:
 # ---------------------------------------------------------------------- model
 def build_method_and_model(config: TrainConfig, hierarchy):
     """The method (with ``method_options`` applied) and its freshly created model."""
-    from hafcls.losses import get_method
+    from hafcls.methods import get_method
 
     method = get_method(config.method, dataset=config.data)
     if config.method_options:
@@ -125,7 +126,7 @@ def model_from_checkpoint(ckpt: dict, hierarchy=None, path=None):
         check_hierarchy(meta, hierarchy)
     hierarchy = stored
     cfg = dict(meta["model_config"])
-    if cfg.get("head") in _FRAME_HEADS:
+    if cfg.get("head") in HEADS and HEADS.get(cfg["head"]).fixed_classifier:
         cfg["frame"] = "state_dict"  # the frame comes with the weights: no rebuild
     else:
         cfg.pop("frame", None)
@@ -133,11 +134,7 @@ def model_from_checkpoint(ckpt: dict, hierarchy=None, path=None):
     load_weights(model, ckpt.get("model"), path or "the checkpoint", "model")
     model.eval()
     temperature = float(meta.get("method", {}).get("score_temperature", 1.0))
-
-    def score(logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float() / temperature, dim=1)
-
-    return model, hierarchy, score
+    return model, hierarchy, functools.partial(scores_from_logits, temperature=temperature)
 
 
 # ---------------------------------------------------------------------- precision

@@ -10,18 +10,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import os
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from hafcls.errors import HafclsError
-
-DATASETS = ("synthetic", "cifar100", "fgvc-aircraft", "inat2019", "folder")
+from hafcls.registry import DATASETS
+from hafcls.validation import Option, read_user_file
 
 # validation metrics a run can select its best checkpoint by, and which way is better
 HIGHER_IS_BETTER = {"top1": True, "top5": True, "mistake_severity": False,
@@ -43,13 +41,30 @@ def metric_is_higher_better(name: str) -> bool:
     )
 
 
+# bounds of the numeric fields, declared once (types come from the annotations below)
+FIELD_OPTIONS = (
+    Option("epochs", int, 1), Option("batch_size", int, 1),
+    Option("eval_batch_size", int, 1, nullable=True), Option("image_size", int, 1, nullable=True),
+    Option("lr", float, 0.0, None, "neither"),
+    Option("lr_backbone", float, 0.0, None, "neither", nullable=True),
+    Option("grad_clip", float, 0.0, None, "neither", nullable=True),
+    Option("weight_decay", float, 0.0), Option("workers", int, 0),
+    Option("warmup_epochs", int, 0), Option("checkpoint_every", int, 0),
+    Option("momentum", float, 0.0, 1.0, "left", help="0.9 in the paper"),
+    Option("min_lr", float, 0.0, 1.0, help="a fraction of the peak LR"),
+    Option("seed", int, 0),
+)
+# fields whose values are the names of a registry (aliases accepted, stored canonical)
+FIELD_REGISTRIES = {"data": DATASETS}
+
+
 @dataclass
 class TrainConfig:
     """Every option of a training run. Field names are the config-file keys and the CLI flags
     (``batch_size`` is ``--batch-size``)."""
 
     # ---- data
-    data: Literal["synthetic", "cifar100", "fgvc-aircraft", "inat2019", "folder"] = "synthetic"
+    data: str = "synthetic"               # a registered dataset (hafcls.list_datasets())
     data_dir: str | None = None
     hierarchy: str | None = None          # shipped name or file; default: the dataset's own
     download: bool = False
@@ -62,7 +77,7 @@ class TrainConfig:
     pretrained_file: str | None = None    # backbone weights from a local file
     model_options: dict = field(default_factory=dict)  # extra keyword arguments of models.create
     method_options: dict = field(default_factory=dict)  # overrides of the method's head/loss kwargs
-    # ---- optimisation (METHODS §2 recipe by default)
+    # ---- optimisation (the HAFrame recipe of docs/haframe.md by default)
     epochs: int = 100
     batch_size: int = 64                  # per process
     eval_batch_size: int | None = None    # default: 2 x batch_size
@@ -94,7 +109,8 @@ class TrainConfig:
     @property
     def backbone_lr(self) -> float:
         """Peak LR of the backbone: ``lr_backbone`` if given, else ``lr`` from scratch and
-        ``lr / 10`` for a pretrained backbone (METHODS §2: 0.1 head, 0.01 pretrained backbone)."""
+        ``lr / 10`` for a pretrained backbone (docs/haframe.md: head 0.1, pretrained
+        backbone 0.01)."""
         if self.lr_backbone is not None:
             return self.lr_backbone
         pretrained = self.pretrained or self.pretrained_file is not None
@@ -155,35 +171,11 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check values that have the right type but cannot work (negative epochs, ...)."""
-        positive = ("epochs", "batch_size")
-        for key in positive:
-            if getattr(self, key) < 1:
-                raise HafclsError(f"Option {key!r} must be at least 1, got {getattr(self, key)}.",
-                                  f"set {key} to a positive integer.")
-        for key in ("eval_batch_size", "image_size"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise HafclsError(f"Option {key!r} must be at least 1, got {value}.",
-                                  f"set {key} to a positive integer or leave it unset.")
-        for key in ("lr", "lr_backbone", "grad_clip"):
-            value = getattr(self, key)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise HafclsError(f"Option {key!r} must be a positive finite number, got {value}.",
-                                  f"set {key} to a value such as 0.1.")
-        for key in ("weight_decay", "workers", "warmup_epochs", "checkpoint_every"):
-            value = getattr(self, key)
-            if value < 0 or not math.isfinite(value):
-                raise HafclsError(f"Option {key!r} must not be negative, got {value}.",
-                                  f"set {key} to 0 or more.")
-        if not 0 <= self.momentum < 1:
-            raise HafclsError(f"Option 'momentum' must be in [0, 1), got {self.momentum}.",
-                              "use 0.9 (the paper's value).")
+        for option in FIELD_OPTIONS:
+            option.check(getattr(self, option.name))
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise HafclsError("Option 'nesterov' needs the SGD optimizer with momentum > 0.",
                               "drop --nesterov, or use --optimizer sgd with momentum 0.9.")
-        if not 0 <= self.min_lr <= 1:
-            raise HafclsError(f"Option 'min_lr' is a fraction of the peak LR in [0, 1], got "
-                              f"{self.min_lr}.", "use e.g. 0.0 or 0.01.")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
             raise HafclsError(
                 f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs "
@@ -191,9 +183,6 @@ class TrainConfig:
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise HafclsError(f"Unknown device {self.device!r}.",
                               "use auto, cpu, cuda or cuda:N.")
-        if self.seed < 0:
-            raise HafclsError(f"Option 'seed' must not be negative, got {self.seed}.",
-                              "use a seed such as 0.")
         metric_is_higher_better(self.select_metric)
         return self
 
@@ -211,37 +200,8 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------- files
 def read_config_file(path: str | os.PathLike) -> dict:
-    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise HafclsError(f"No such config file: {path}.", "check the path given to --config.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise HafclsError(f"{path} is not UTF-8 text (bad byte at offset {err.start}).",
-                          "give a YAML or JSON config file saved as UTF-8.") from None
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise HafclsError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}).",
-                              "fix the syntax or write the config as YAML.") from None
-    else:
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise HafclsError(f"{path} is not valid YAML{where}.",
-                              "fix the syntax (one 'key: value' per line).") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise HafclsError(f"{path} must hold a mapping of option names to values.",
-                          "write one 'key: value' per line, e.g. 'epochs: 10'.")
-    return data
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict (duplicate keys refused)."""
+    return read_user_file(path, "config file")
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -290,6 +250,13 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
                     str: "a string", dict: "a mapping"}.get(hint, str(hint))
         raise HafclsError(f"Option {key!r} in {source} must be {expected}, got {value!r} "
                           f"({type(value).__name__}).", f"give {key} {expected}.")
+    if key in FIELD_REGISTRIES:
+        registry = FIELD_REGISTRIES[key]
+        if value not in registry:
+            raise HafclsError(f"Option {key!r} in {source} must be one of "
+                              f"{', '.join(registry.names())}, got {value!r}.",
+                              f"set {key} to one of the listed values.")
+        value = registry.canonical(value)
     if hint is float:
         value = float(value)
     if hint is dict:

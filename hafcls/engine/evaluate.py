@@ -26,6 +26,7 @@ from hafcls.engine.checkpoint import check_hierarchy, load_checkpoint
 from hafcls.engine.config import TrainConfig
 from hafcls.engine.runs import find_checkpoint
 from hafcls.errors import HafclsError
+from hafcls.methods import scores_from_logits
 
 DEFAULT_KS = (1, 5, 20)
 
@@ -45,7 +46,7 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
     """
     from hafcls.metrics import SeverityMeter
 
-    score = score or (lambda z: torch.softmax(z.float(), dim=1))
+    score = score or scores_from_logits
     meter = SeverityMeter(hierarchy, ks=ks)
     crm_fn = _crm_ranker(hierarchy, device) if crm else None
     was_training = model.training

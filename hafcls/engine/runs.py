@@ -204,3 +204,35 @@ def find_checkpoint(run_or_checkpoint: str | os.PathLike, prefer: str = "best") 
     if not path.exists():
         raise HafclsError(f"No such run folder or checkpoint: {path}.", "check the path.")
     return path
+
+
+def prepare_run_folder(folder: RunFolder, config: TrainConfig, info, log) -> Path | None:
+    """Check the run folder before training; return ``last.pt`` when resuming from it.
+
+    Rank 0 decides, every rank gets the same answer (or the same error)."""
+    from hafcls.engine.distributed import broadcast_object
+
+    decision: tuple[str | None, str | None] = (None, None)
+    if info.is_main:
+        try:
+            stored = folder.stored_config()
+            if config.resume and folder.last.is_file():
+                if stored is not None:
+                    check_resume_config(stored, config)
+                decision = (str(folder.last), None)
+            elif config.resume and stored is not None:
+                log(f"No checkpoint to resume in {folder.path}: starting afresh.")
+            else:
+                folder.check_fresh()
+        except HafclsError as err:
+            decision = (None, f"{err.problem}\x00{err.fix or ''}")
+        else:
+            freed = folder.remove_stale_temp_files()
+            if freed:
+                log(f"Removed {freed / 2**20:.1f} MiB of temporary files left by an "
+                         "interrupted write.")
+    decision = broadcast_object(decision)
+    if decision[1] is not None:
+        problem, fix = decision[1].split("\x00")
+        raise HafclsError(problem, fix or None)
+    return Path(decision[0]) if decision[0] else None

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -47,8 +44,21 @@ from hafcls.engine.checkpoint import (
 )
 from hafcls.engine.config import TrainConfig, metric_is_higher_better
 from hafcls.engine.evaluate import evaluate_model, format_metrics
-from hafcls.engine.runs import RunFolder, check_resume_config
+from hafcls.engine.optimization import build_optimizer, lr_factor, set_lr
+from hafcls.engine.runs import RunFolder, prepare_run_folder
+from hafcls.engine.train_step import (
+    EpochTotals,
+    TrainStep,
+    better,
+    check_weights_finite,
+    epoch_line,
+    nonfinite,
+    seed_everything,
+)
 from hafcls.errors import HafclsError
+
+__all__ = ["EpochTotals", "TrainStep", "Trainer", "build_optimizer", "lr_factor",
+           "seed_everything", "train"]
 
 Log = Callable[[str], None]
 
@@ -86,100 +96,6 @@ def train(config: TrainConfig | dict, log: Log | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------- helpers
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every GPU)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def lr_factor(epoch: int, config: TrainConfig) -> float:
-    """Multiplier of the peak LR during ``epoch`` (0-based): linear warmup, then cosine from 1 to
-    ``min_lr`` over the remaining epochs (one value per epoch, as in the paper)."""
-    warm = config.warmup_epochs
-    if epoch < warm:
-        return (epoch + 1) / (warm + 1)
-    if config.schedule == "constant":
-        return 1.0
-    span = max(config.epochs - warm, 1)
-    progress = (epoch - warm) / span
-    return config.min_lr + (1 - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class TrainStep(nn.Module):
-    """Model and loss in one module, so that DDP also synchronises parameters the loss owns
-    (e.g. learnable proxies) and one forward returns the loss and the logits."""
-
-    def __init__(self, model: nn.Module, criterion: nn.Module, channels_last: bool = False):
-        super().__init__()
-        self.model = model
-        self.criterion = criterion
-        self.channels_last = channels_last
-
-    def forward(self, images: torch.Tensor, targets: torch.Tensor):
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        logits, features = self.model(images, return_features=True)
-        loss = self.criterion(logits, features, targets)
-        return loss, logits
-
-
-def build_optimizer(model: nn.Module, criterion: nn.Module, config: TrainConfig):
-    """SGD (momentum, optional Nesterov) or AdamW with two groups: backbone and the rest (head,
-    transformation module, learnable loss parameters). ``initial_lr`` is each group's peak."""
-    backbone = getattr(model, "backbone", None)
-    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
-    groups = {"backbone": [], "head": []}
-    for module in (model, criterion):
-        for p in module.parameters():
-            if p.requires_grad:
-                groups["backbone" if id(p) in backbone_ids else "head"].append(p)
-    param_groups = []
-    for name, lr in (("backbone", config.backbone_lr), ("head", config.lr)):
-        if groups[name]:
-            param_groups.append({"params": groups[name], "lr": lr, "initial_lr": lr,
-                                 "name": name})
-    if not param_groups:
-        raise HafclsError("The model has no trainable parameters.",
-                          "check --model and --method.")
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] * factor
-
-
-@dataclass
-class EpochTotals:
-    """Running sums of one training epoch (saved in mid-epoch checkpoints)."""
-
-    loss: float = 0.0
-    correct: int = 0
-    count: int = 0
-    steps: int = 0
-    seconds: float = 0.0
-    skipped: int = 0          # unreadable images left out of this epoch's batches
-    extra: dict = field(default_factory=dict)
-
-    def state(self) -> dict:
-        return {"loss": self.loss, "correct": self.correct, "count": self.count,
-                "steps": self.steps, "seconds": self.seconds, "skipped": self.skipped}
-
-    def reduced(self, device: torch.device) -> dict:
-        t = torch.tensor([self.loss, self.correct, self.count, self.skipped],
-                         dtype=torch.float64, device=device)
-        D.all_reduce_sum(t)
-        loss, correct, count, skipped = t.tolist()
-        seconds = max(self.seconds, 1e-9)
-        # images of every rank over this rank's time: the job's throughput
-        return {"loss": loss / max(count, 1), "top1": correct / max(count, 1),
-                "images": int(count), "skipped": int(skipped), "img_per_s": count / seconds}
-
-
 # ---------------------------------------------------------------------- the loop
 class Trainer:
     """One training run; :meth:`run` does the whole job (see the module docstring)."""
@@ -199,32 +115,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def _prepare_folder(self) -> Path | None:
-        """Check the run folder; return ``last.pt`` when resuming from it. Rank 0 decides, every
-        rank gets the same answer (or the same error)."""
-        decision: tuple[str | None, str | None] = (None, None)
-        if self.info.is_main:
-            try:
-                stored = self.folder.stored_config()
-                if self.config.resume and self.folder.last.is_file():
-                    if stored is not None:
-                        check_resume_config(stored, self.config)
-                    decision = (str(self.folder.last), None)
-                elif self.config.resume and stored is not None:
-                    self.log(f"No checkpoint to resume in {self.folder.path}: starting afresh.")
-                else:
-                    self.folder.check_fresh()
-            except HafclsError as err:
-                decision = (None, f"{err.problem}\x00{err.fix or ''}")
-            else:
-                freed = self.folder.remove_stale_temp_files()
-                if freed:
-                    self.log(f"Removed {freed / 2**20:.1f} MiB of temporary files left by an "
-                             "interrupted write.")
-        decision = D.broadcast_object(decision)
-        if decision[1] is not None:
-            problem, fix = decision[1].split("\x00")
-            raise HafclsError(problem, fix or None)
-        return Path(decision[0]) if decision[0] else None
+        return prepare_run_folder(self.folder, self.config, self.info, self.log)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -304,18 +195,7 @@ class Trainer:
         }
 
     def _check_weights_finite(self) -> None:
-        """Never write non-finite weights into a checkpoint (they could not be resumed)."""
-        named = [(n, p) for n, p in self.model.named_parameters() if p.is_floating_point()]
-        if not named:
-            return
-        finite = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu()  # one sync
-        bad = [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
-        if bad:
-            raise HafclsError(
-                f"The model weights became non-finite (e.g. {bad[0]!r}); training stopped and "
-                f"the last good checkpoint ({self.folder.last}) was kept.",
-                "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
-                "resume with --resume after fixing.")
+        check_weights_finite(self.model, self.folder.last)
 
     def _save_last(self, epochs_done: int, step_in_epoch: int, totals: EpochTotals) -> None:
         self._check_weights_finite()
@@ -397,13 +277,13 @@ class Trainer:
                     raise HafclsError(
                         f"The validation metrics have no {cfg.select_metric!r}.",
                         f"use one of {', '.join(k for k in val if k != 'n')}.")
-                if _better(value, self.best_value, higher):
+                if better(value, self.best_value, higher):
                     self.best_value, self.best_epoch, self.best_val = value, epoch + 1, val
                     self._save_best(epoch + 1, val)
             else:
                 self.best_epoch, self.best_val = epoch + 1, None
                 self._save_best(epoch + 1, {})
-            self.log(_epoch_line(record, cfg))
+            self.log(epoch_line(record, cfg))
             if self.info.is_main:
                 self.folder.append_log(record)
             self._save_last(epoch + 1, 0, EpochTotals())
@@ -436,7 +316,7 @@ class Trainer:
                                             .sum().float()]).tolist()
             if D.any_rank(not math.isfinite(loss_value), self.device):
                 raise HafclsError(
-                    f"The training loss became {_nonfinite(loss_value)} at epoch {epoch + 1}, "
+                    f"The training loss became {nonfinite(loss_value)} at epoch {epoch + 1}, "
                     f"step {step + 1}; training stopped and the last good checkpoint "
                     f"({self.folder.last}) was kept.",
                     "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
@@ -486,7 +366,7 @@ class Trainer:
             if D.any_rank(not math.isfinite(norm), self.device):
                 epoch, step = self._position
                 raise HafclsError(
-                    f"The gradient norm became {_nonfinite(norm)} at epoch {epoch + 1}, step "
+                    f"The gradient norm became {nonfinite(norm)} at epoch {epoch + 1}, step "
                     f"{step + 1}; training stopped before the weights changed and the last good "
                     f"checkpoint ({self.folder.last}) was kept.",
                     "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp "
@@ -544,30 +424,3 @@ class Trainer:
         return result
 
 
-def _better(value: float, best: float | None, higher: bool) -> bool:
-    """Whether ``value`` improves on ``best``; NaN (e.g. severity without mistakes) never wins
-    over a number, a number always wins over NaN."""
-    if best is None or (math.isnan(best) and not math.isnan(value)):
-        return True
-    if math.isnan(value):
-        return False
-    return value > best if higher else value < best
-
-
-def _nonfinite(value: float) -> str:
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return "non-finite on another process"
-
-
-def _epoch_line(record: dict, cfg: TrainConfig) -> str:
-    tr = record["train"]
-    line = (f"epoch {record['epoch']}/{cfg.epochs}  lr {record['lr']:.4g}  train loss "
-            f"{tr['loss']:.4f} acc {100 * tr['top1']:.2f}%  {tr['img_per_s']:.0f} img/s")
-    if tr.get("skipped"):
-        line += f"  (skipped {tr['skipped']} unreadable images)"
-    if "val" in record:
-        line += f"  | val {format_metrics(record['val'])}"
-    return line

@@ -1,4 +1,4 @@
-"""Vectorised class-to-class distances from a :class:`~hafcls.hierarchy.tree.Hierarchy`.
+"""Vectorised class-to-class distances from a :class:`~hafcls.hierarchy.label_tree.Hierarchy`.
 
 The LCA depth of two classes is the number of depths t >= 1 at which their ancestors coincide
 (paths from the root share a prefix), so the K x K matrix is built with one vectorised
@@ -15,7 +15,7 @@ import numpy as np
 from hafcls.errors import HafclsError
 
 if TYPE_CHECKING:
-    from hafcls.hierarchy.tree import Hierarchy
+    from hafcls.hierarchy.label_tree import Hierarchy
 
 KINDS = ("published", "lca_height")
 _BLOCK_ELEMENTS = 1 << 25  # rows per block chosen so one comparison is ~32M elements

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 
 def _shipped_dir():

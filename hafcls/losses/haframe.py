@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
+from hafcls.frames.tree import similarity_function
 from hafcls.losses.hierarchical import class_distances
 
 
@@ -71,9 +72,9 @@ class HAFrameLoss(nn.Module):
         loss = cls(None, alpha, frame_weight)
         d = class_distances(hierarchy_or_distance)
         d_max = int(d.max())
-        steps = torch.arange(d_max + 1, dtype=torch.float64)
-        lut = (1.0 - s_min) * torch.exp(-float(gamma) * steps / d_max) + s_min
-        loss.distance, loss.lut = d, lut.float()
+        # one lookup value per distance, from the frames' own similarity function
+        lut = similarity_function(float(gamma), float(s_min), d_max)(np.arange(d_max + 1))
+        loss.distance, loss.lut = d, torch.from_numpy(lut).float()
         return loss
 
     @property

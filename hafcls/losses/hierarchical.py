@@ -1,4 +1,4 @@
-"""Cross-entropy losses: plain (with label smoothing), soft labels and hierarchical (HXE).
+"""Losses that read the hierarchy: soft labels and hierarchical cross-entropy (HXE).
 
 Every loss is called as ``loss(logits, features, targets)`` (features are unused here) and
 computes in float32 whatever the autocast dtype of the logits.
@@ -12,22 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
-
-
-class CrossEntropyLoss(nn.Module):
-    """``CE(logits, y)`` with optional label smoothing."""
-
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
-        if not 0.0 <= label_smoothing < 1.0:
-            raise HafclsError(
-                f"label_smoothing must be in [0, 1), got {label_smoothing}.",
-                "use e.g. 0.0 or 0.1.",
-            )
-        self.label_smoothing = float(label_smoothing)
-
-    def forward(self, logits: Tensor, features: Tensor | None, targets: Tensor) -> Tensor:
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+from hafcls.validation import check_distance_matrix
 
 
 def class_distances(hierarchy_or_distance) -> Tensor:
@@ -36,26 +21,8 @@ def class_distances(hierarchy_or_distance) -> Tensor:
         d = hierarchy_or_distance.distance_matrix()
     else:
         d = hierarchy_or_distance
-    d = torch.as_tensor(np.asarray(d) if not isinstance(d, Tensor) else d)
-    if d.ndim != 2 or d.shape[0] != d.shape[1] or d.shape[0] < 2:
-        raise HafclsError(
-            f"A class distance matrix must be K x K with K >= 2, got {tuple(d.shape)}.",
-            "pass a Hierarchy or hierarchy.distance_matrix().",
-        )
-    if d.is_floating_point():
-        if not torch.equal(d, d.round()):
-            raise HafclsError(
-                "Class distances must be whole numbers (tree distances).",
-                "pass hierarchy.distance_matrix().",
-            )
-        d = d.round()
-    if (d < 0).any() or (d.diagonal() != 0).any():
-        raise HafclsError(
-            "Class distances must be non-negative with a zero diagonal.",
-            "pass hierarchy.distance_matrix().",
-        )
-    if d.max() <= 0:
-        raise HafclsError("All class distances are zero.", "check the hierarchy.")
+    d = check_distance_matrix(d, whole=True)
+    d = torch.as_tensor(np.round(d) if np.issubdtype(d.dtype, np.floating) else d)
     dtype = torch.uint8 if d.max() <= 255 else torch.int16
     return d.to(dtype)
 

@@ -1,5 +1,7 @@
 """Models: a timm backbone plus a hierarchy-aware head (HAFrame, linear, ETF, HUG, EBV).
 
+Heads register themselves in :data:`hafcls.registry.HEADS` (see :mod:`hafcls.models.heads`).
+
 >>> model = create("resnet50", hierarchy, head="haframe", gamma=2.0,
 ...                pretrained_file="resnet50.safetensors")          # doctest: +SKIP
 >>> logits, features = model(images, return_features=True)       # doctest: +SKIP
@@ -7,9 +9,9 @@
 
 from hafcls.models.backbone import create_backbone, detect_feature_input, feature_width
 from hafcls.models.classifier import HierarchyClassifier
-from hafcls.models.factory import HEAD_OPTIONS, create
+from hafcls.models.factory import create, head_options
+from hafcls.models.head_base import HeadContext, register_head
 from hafcls.models.heads import (
-    HEADS,
     EBVHead,
     ETFHead,
     FixedFrameHead,
@@ -19,17 +21,16 @@ from hafcls.models.heads import (
     LinearHead,
     MapProjection,
 )
-from hafcls.models.transform import PReLUBlock, PReLUTransform, build_transform
+from hafcls.models.transformation_module import PReLUBlock, PReLUTransform, build_transform
 
 __all__ = [
-    "HEADS",
-    "HEAD_OPTIONS",
     "EBVHead",
     "ETFHead",
     "FixedFrameHead",
     "HAFrameHead",
     "HUGHead",
     "Head",
+    "HeadContext",
     "HierarchyClassifier",
     "LinearHead",
     "MapProjection",
@@ -40,4 +41,6 @@ __all__ = [
     "create_backbone",
     "detect_feature_input",
     "feature_width",
+    "head_options",
+    "register_head",
 ]

@@ -7,7 +7,7 @@ import copy
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
-from hafcls.models.heads import Head
+from hafcls.models.head_base import Head
 
 
 class HierarchyClassifier(nn.Module):

@@ -10,35 +10,18 @@ import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
-from hafcls.models.backbone import (
-    create_backbone,
-    feature_map_channels,
-    feature_width,
-    resolve_feature_input,
-)
+from hafcls.models import heads as _heads  # noqa: F401  (registers the heads)
+from hafcls.models.backbone import create_backbone, feature_width, resolve_feature_input
 from hafcls.models.classifier import HierarchyClassifier
-from hafcls.models.heads import (
-    HEADS,
-    PLACEHOLDER,
-    EBVHead,
-    ETFHead,
-    HAFrameHead,
-    HUGHead,
-    LinearHead,
-)
-from hafcls.models.transform import TRANSFORMS
+from hafcls.models.head_base import FROM_STATE_DICT, HeadContext
+from hafcls.models.transformation_module import TRANSFORMS
+from hafcls.registry import HEADS
+from hafcls.validation import check_options
 
-# keyword options each head accepts (everything else goes to timm.create_model)
-HEAD_OPTIONS: dict[str, tuple[str, ...]] = {
-    "haframe": ("gamma", "s_min", "frame_method", "distance", "dim", "seed", "feature_input"),
-    "linear": ("shape", "hidden_dim", "feature_input"),
-    "etf": ("dim", "seed"),
-    "hug": ("dim",),
-    "ebv": ("dim", "seed", "temperature"),
-}
-_ALL_OPTIONS = frozenset(o for opts in HEAD_OPTIONS.values() for o in opts)
-_FRAME_HEADS = ("haframe", "etf", "ebv")
-FROM_STATE_DICT = "state_dict"
+
+def head_options() -> dict[str, tuple[str, ...]]:
+    """Keyword options each registered head accepts (everything else goes to timm)."""
+    return {name: tuple(o.name for o in cls.options) for name, cls in HEADS.items()}
 
 
 def create(
@@ -91,28 +74,28 @@ def create(
         Expected hierarchy fingerprint (``model.config`` carries it): a different hierarchy is
         refused.
     """
-    if head not in HEADS:
-        raise HafclsError(f"Unknown head {head!r}.", f"use one of {', '.join(HEADS)}.")
+    head_cls = HEADS.get(head)
     if transform not in TRANSFORMS:
         raise HafclsError(f"Unknown transform {transform!r}.", f"use one of {TRANSFORMS}.")
     options, tk = _split_options(head, head_kwargs, timm_kwargs, kwargs)
     fingerprint = _check_hierarchy(hierarchy, fingerprint)
-    given = _frame_parts(frame, head, hierarchy)
+    given = _frame_parts(frame, head_cls, hierarchy)
     k = _num_classes(hierarchy, num_classes, given)
 
     model_backbone = create_backbone(backbone, pretrained, pretrained_file, **tk)
     width = feature_width(model_backbone)
     in_chans = int(tk.get("in_chans", 3))
-    if head == "haframe" or (head == "linear" and options.get("shape") == "type2"):
+    if head_cls.reads_feature_map(options):
         options["feature_input"] = resolve_feature_input(
             model_backbone, options.get("feature_input", "auto"), in_chans
         )
     elif options.get("feature_input") == "auto":  # the other heads read pooled features
         options.pop("feature_input")
 
-    built_head, resolved, frame_mode = _build_head(
-        head, model_backbone, width, k, hierarchy, given, frame, transform, options
-    )
+    ctx = HeadContext(model_backbone, width, k, hierarchy, given, frame, transform, options,
+                      head_cls.options)
+    built_head, resolved = head_cls.build(ctx)
+    frame_mode = ctx.frame_mode if head_cls.fixed_classifier else None
     fingerprint = fingerprint or getattr(built_head, "frame_meta", {}).get("fingerprint")
     config = {
         "backbone": backbone,
@@ -131,14 +114,17 @@ def create(
 def _split_options(head, head_kwargs, timm_kwargs, kwargs) -> tuple[dict, dict]:
     options = dict(head_kwargs or {})
     tk = dict(timm_kwargs or {})
+    table = head_options()
+    every = {o for opts in table.values() for o in opts}
     for key, value in kwargs.items():
-        (options if key in _ALL_OPTIONS else tk)[key] = value
-    wrong = sorted(set(options) - set(HEAD_OPTIONS[head]))
+        (options if key in every else tk)[key] = value
+    wrong = sorted(set(options) - set(table[head]))
     if wrong:
         raise HafclsError(
             f"Option(s) {', '.join(wrong)} do not apply to the {head!r} head.",
-            f"the {head!r} head takes {', '.join(HEAD_OPTIONS[head])}.",
+            f"the {head!r} head takes {', '.join(table[head])}.",
         )
+    options = check_options(HEADS.get(head).options, options, f"the {head!r} head")
     try:
         json.dumps(tk)
     except TypeError:
@@ -166,18 +152,20 @@ def _check_hierarchy(hierarchy, fingerprint: str | None) -> str | None:
     return ours
 
 
-def _frame_parts(frame, head: str, hierarchy) -> tuple[torch.Tensor, dict] | None:
+def _frame_parts(frame, head_cls, hierarchy) -> tuple[torch.Tensor, dict] | None:
     """``(weight d x K, metadata)`` of an explicitly given frame, else None."""
+    head = head_cls.kind
     if frame is None or (isinstance(frame, str) and frame == FROM_STATE_DICT):
-        if frame is not None and head not in _FRAME_HEADS:
+        if frame is not None and not head_cls.fixed_classifier:
             raise HafclsError(
                 f"The {head!r} head has no fixed frame.", "drop the frame argument."
             )
         return None
-    if head not in _FRAME_HEADS:
+    if not head_cls.fixed_classifier:
+        fixed = [name for name, cls in HEADS.items() if cls.fixed_classifier]
         raise HafclsError(
             f"The {head!r} head learns its classifier; it takes no frame.",
-            f"use one of the fixed-frame heads ({', '.join(_FRAME_HEADS)}) or drop frame.",
+            f"use one of the fixed-frame heads ({', '.join(fixed)}) or drop frame.",
         )
     if hasattr(frame, "weight") and hasattr(frame, "to_metadata"):
         weight, meta = frame.weight, dict(frame.to_metadata())
@@ -228,89 +216,3 @@ def _num_classes(hierarchy, num_classes, given) -> int:
             "pass a hierarchy, num_classes and frame over the same classes.",
         )
     return next(iter(sources.values()))
-
-
-# ---------------------------------------------------------------------- heads
-def _build_head(head, backbone, width, k, hierarchy, given, frame_arg, transform, options):
-    """The head module, the resolved options for ``config`` and the config's frame mode."""
-    if head == "linear":
-        shape = options.get("shape", "plain")
-        input_kind = options.get("feature_input", "pooled")
-        in_features = feature_map_channels(backbone) if input_kind == "map" else width
-        built = LinearHead(in_features, k, shape, options.get("hidden_dim"), input_kind, transform)
-        resolved = {"shape": shape, "hidden_dim": built.feature_dim, "feature_input": input_kind}
-        if shape != "type2":
-            resolved.pop("feature_input")
-        return built, resolved, None
-    if head == "hug":
-        built = HUGHead(width, k, options.get("dim"))
-        return built, {"dim": built.feature_dim}, None
-
-    frame_mode = FROM_STATE_DICT if (given is not None or frame_arg == FROM_STATE_DICT) else None
-    if head == "haframe":
-        input_kind = options["feature_input"]
-        in_features = feature_map_channels(backbone) if input_kind == "map" else width
-        weight, meta, resolved = _frame(
-            given, frame_arg, options, k, default_dim=k, build=lambda: _haframe(hierarchy, options)
-        )
-        if resolved.get("dim") == k:  # the exact frame: dim=None rebuilds it
-            resolved.pop("dim")
-        resolved["feature_input"] = input_kind
-        return HAFrameHead(in_features, weight, meta, input_kind, transform), resolved, frame_mode
-    if head == "etf":
-        dim = int(options.get("dim") or max(width, k))
-        weight, meta, resolved = _frame(
-            given, frame_arg, options, k, default_dim=dim,
-            build=lambda: _frames().simplex_etf(k, dim=dim, seed=options.get("seed", 0)),
-        )
-        return ETFHead(width, weight, meta), resolved, frame_mode
-    dim = int(options.get("dim") or width)
-    weight, meta, resolved = _frame(
-        given, frame_arg, options, k, default_dim=dim,
-        build=lambda: _frames().equiangular_basis(k, dim, seed=options.get("seed", 0)),
-    )
-    temperature = float(options.get("temperature", 0.07))
-    resolved["temperature"] = temperature
-    return EBVHead(width, weight, meta, temperature), resolved, frame_mode
-
-
-def _frame(given, frame_arg, options, k, default_dim, build):
-    """Weight, metadata and config options of the head's frame (given, placeholder or built)."""
-    if given is not None:
-        weight, meta = given
-        return weight, meta, {"dim": int(weight.shape[0])}
-    if frame_arg == FROM_STATE_DICT:
-        dim = int(options.get("dim") or default_dim)
-        keep = ("gamma", "s_min", "frame_method", "distance", "seed", "temperature")
-        resolved = {key: options[key] for key in keep if key in options}
-        return torch.zeros(dim, k), {"kind": PLACEHOLDER}, {**resolved, "dim": dim}
-    built = build()
-    meta = dict(built.to_metadata())
-    meta.setdefault("fingerprint", getattr(built, "fingerprint", None))
-    resolved = {"dim": int(built.weight.shape[0]), "seed": getattr(built, "seed", None)}
-    if built.kind == "haframe":
-        resolved.update(
-            gamma=float(built.gamma),
-            s_min=float(built.s_min),
-            frame_method=built.method,
-            distance=(built.info or {}).get("distance"),
-        )
-    return built.weight, meta, {key: v for key, v in resolved.items() if v is not None}
-
-
-def _haframe(hierarchy, options):
-    if hierarchy is None:
-        raise HafclsError(
-            "The haframe head needs a hierarchy to build its frame.",
-            "pass hierarchy=, or a prebuilt frame= (a Frame or a d x K tensor).",
-        )
-    keys = {"gamma": "gamma", "s_min": "s_min", "frame_method": "method",
-            "distance": "distance", "dim": "dim", "seed": "seed"}
-    kwargs = {arg: options[opt] for opt, arg in keys.items() if opt in options}
-    return _frames().haframe(hierarchy, **kwargs)
-
-
-def _frames():
-    import hafcls.frames as frames  # imported on use: only the fixed-frame heads need it
-
-    return frames

@@ -1,34 +1,13 @@
-"""Classification heads: one small module per method.
+"""The classification heads, each registered by its ``kind`` in :data:`hafcls.registry.HEADS`.
 
-Every head is called on the backbone's output (pooled ``N x C`` features, or the ``N x C x H x W``
-map when its ``input_kind`` is ``"map"``) and returns ``(logits, features)``:
-
-- ``logits`` (N x K): higher is better; the ranking used for prediction and metrics.
-- ``features`` (N x d): what the classifier acts on, i.e. the vectors the losses pull towards
-  ``class_vectors()`` (d x K).
-
-=============  ========================================  ================================
-head           features                                  logits
-=============  ========================================  ================================
-``haframe``    h = T(BN(P(x))), not normalised           Wᵀh, W the fixed frame
-``linear``     input of the learnable classifier         Linear(features)
-``etf``        BN(P(x)) / ‖·‖ (unit length)              cos to the fixed simplex ETF
-``hug``        P(x) / ‖·‖ (unit length)                  cos to the learnable proxies
-``ebv``        P(x) / ‖·‖ (unit length)                  cos to the fixed basis / T
-=============  ========================================  ================================
-
-P is a projection to the classifier's dimension d (a linear map; a 1x1 convolution + pooling on
-CNN maps for ``haframe`` and ``linear(shape="type2")``), T the PReLU transformation module.
-
-Fixed classifiers (``haframe``, ``etf``, ``ebv``) keep their class vectors in the ``frame``
-buffer (saved in the state dict, never a parameter, so it gets no gradient and no weight decay)
-and the frame's metadata (kind, γ, s_min, hierarchy fingerprint, ...) in the module's extra
-state, so both travel with ``model.state_dict()``.
+A head declares its options (types and bounds as data) and builds itself from a
+:class:`~hafcls.models.head_base.HeadContext` in :meth:`build`, so :func:`hafcls.models.create`
+needs no table of head names. Adding a head: a class here (or in a new module imported by
+:mod:`hafcls.models`) decorated with ``@register_head``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 import torch
@@ -36,130 +15,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
-from hafcls.models.transform import build_transform
+from hafcls.models.head_base import (
+    INPUT_KINDS,
+    LINEAR_SHAPES,
+    PLACEHOLDER,
+    FixedFrameHead,
+    Head,
+    HeadContext,
+    MapProjection,
+    _unit_columns,
+    build_projection,
+    frames_module,
+    register_head,
+)
+from hafcls.models.transformation_module import build_transform
+from hafcls.validation import Option
 
-INPUT_KINDS = ("pooled", "map")
-LINEAR_SHAPES = ("plain", "type1", "type2")
-PLACEHOLDER = "placeholder"  # frame kind of a head whose frame will come from a state dict
+__all__ = ["EBVHead", "ETFHead", "FixedFrameHead", "HAFrameHead", "Head", "HUGHead",
+           "INPUT_KINDS", "LINEAR_SHAPES", "LinearHead", "MapProjection", "PLACEHOLDER"]
 
+DIM = Option("dim", int, 1, None, nullable=True, help="Classifier dimension d.")
+SEED = Option("seed", int, 0, None, help="Seed of the frame's random rotation.")
+FEATURE_INPUT = Option("feature_input", str, choices=("auto", "map", "pooled"),
+                       help="Read the feature map (1x1 conv + pooling) or pooled features.")
 
-# ---------------------------------------------------------------------- projections
-class MapProjection(nn.Module):
-    """A 1x1 convolution to ``dim`` channels (no bias) followed by global average pooling.
-
-    Both are linear, so they commute: pooling first and applying the convolution's weight as a
-    matrix gives the same numbers at a fraction of the cost (no ``dim x H x W`` map). The weight
-    keeps the convolution's shape so checkpoints read as the paper's architecture.
-    """
-
-    def __init__(self, in_channels: int, dim: int):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, dim, kernel_size=1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4:
-            raise HafclsError(
-                f"The 1x1-convolution head expects an N x C x H x W feature map, got shape "
-                f"{tuple(x.shape)}.",
-                "create the model with feature_input='pooled' for this backbone.",
-            )
-        return F.linear(x.mean(dim=(2, 3)), self.conv.weight.flatten(1))
-
-
-def build_projection(input_kind: str, in_features: int, dim: int) -> nn.Module:
-    """The map or pooled-feature projection to ``dim`` (no bias)."""
-    if input_kind == "map":
-        return MapProjection(in_features, dim)
-    if input_kind == "pooled":
-        return nn.Linear(in_features, dim, bias=False)
-    raise HafclsError(f"Unknown input kind {input_kind!r}.", f"use one of {INPUT_KINDS}.")
-
-
-# ---------------------------------------------------------------------- base classes
-class Head(nn.Module):
-    """Base of every head: ``forward(x) -> (logits, features)`` and ``class_vectors()``."""
-
-    kind: str = ""
-    fixed_classifier: bool = False
-
-    def __init__(self, num_classes: int, feature_dim: int, input_kind: str = "pooled"):
-        super().__init__()
-        if input_kind not in INPUT_KINDS:
-            raise HafclsError(f"Unknown input kind {input_kind!r}.", f"use one of {INPUT_KINDS}.")
-        self.num_classes = int(num_classes)
-        self.feature_dim = int(feature_dim)
-        self.input_kind = input_kind
-
-    def class_vectors(self) -> Tensor:
-        """The ``d x K`` class vectors the logits compare features with."""
-        raise NotImplementedError
-
-
-class FixedFrameHead(Head):
-    """A head whose class vectors are a fixed frame: a buffer plus metadata in the extra state."""
-
-    fixed_classifier = True
-
-    def __init__(self, frame: Tensor, frame_meta: Mapping | None, input_kind: str = "pooled"):
-        frame = _check_frame(frame)
-        super().__init__(frame.shape[1], frame.shape[0], input_kind)
-        self.register_buffer("frame", frame)
-        self.frame_meta = _plain_metadata(frame_meta)
-        self._frame_loaded = self.frame_meta.get("kind") != PLACEHOLDER
-
-    def class_vectors(self) -> Tensor:
-        return self.frame
-
-    def _checked_frame(self) -> Tensor:
-        if not self._frame_loaded:
-            raise HafclsError(
-                "This model was created with frame='state_dict' but no state dict was loaded.",
-                "call model.load_state_dict(...) with the checkpoint's weights before using it.",
-            )
-        return self.frame
-
-    def get_extra_state(self) -> dict:
-        return {"frame": dict(self.frame_meta)}
-
-    def set_extra_state(self, state: dict) -> None:
-        meta = dict((state or {}).get("frame") or {})
-        ours, theirs = self.frame_meta.get("fingerprint"), meta.get("fingerprint")
-        if ours and theirs and ours != theirs:
-            raise HafclsError(
-                f"The checkpoint's frame was built for hierarchy {theirs}, this model's for "
-                f"{ours}.",
-                "load it into a model created with the hierarchy it was trained on.",
-            )
-        self.frame_meta = meta
-        self._frame_loaded = True
-
-
-def _plain_metadata(meta: Mapping | None) -> dict:
-    """Metadata as plain JSON values, so the state dict loads with ``weights_only=True``."""
-
-    def convert(value):
-        return value.item() if hasattr(value, "item") else str(value)
-
-    return json.loads(json.dumps(dict(meta or {}), default=convert))
-
-
-def _check_frame(frame: Tensor) -> Tensor:
-    if not isinstance(frame, Tensor) or frame.ndim != 2 or min(frame.shape) < 1:
-        raise HafclsError(
-            f"A frame must be a d x K matrix, got {getattr(frame, 'shape', type(frame))}.",
-            "pass a hafcls.frames.Frame or its .weight (one column per class).",
-        )
-    frame = frame.detach().to(torch.float32).clone()
-    if not torch.isfinite(frame).all():
-        raise HafclsError("The frame holds NaN or infinite values.", "rebuild the frame.")
-    return frame
-
-
-def _unit_columns(frame: Tensor) -> Tensor:
-    return frame / frame.norm(dim=0, keepdim=True).clamp_min(1e-12)
-
-
-# ---------------------------------------------------------------------- heads
+@register_head
 class HAFrameHead(FixedFrameHead):
     """HAFrame type-II head: projection -> BN1d(d) -> PReLU transformation -> fixed frame.
 
@@ -167,6 +47,28 @@ class HAFrameHead(FixedFrameHead):
     """
 
     kind = "haframe"
+    options = (
+        Option("gamma", float, 0.0, None, "neither", help="Decay of the target cosines."),
+        Option("s_min", (float, str), help="'paper', 'exact' or a number."),
+        Option("frame_method", str, choices=("eigh", "tree")),
+        Option("distance", str, choices=("published", "lca_height")),
+        DIM, SEED, FEATURE_INPUT,
+    )
+
+    @classmethod
+    def reads_feature_map(cls, options: Mapping) -> bool:
+        return True
+
+    @classmethod
+    def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
+        input_kind = ctx.options["feature_input"]
+        k = ctx.num_classes
+        weight, meta, resolved = ctx.frame(k, lambda: _haframe(ctx), _describe_haframe)
+        if resolved.get("dim") == k:  # the exact frame: dim=None rebuilds it
+            resolved.pop("dim")
+        resolved["feature_input"] = input_kind
+        head = cls(ctx.in_features(input_kind), weight, meta, input_kind, ctx.transform)
+        return head, resolved
 
     def __init__(
         self,
@@ -187,6 +89,7 @@ class HAFrameHead(FixedFrameHead):
         return h @ self._checked_frame().to(h.dtype), h
 
 
+@register_head
 class LinearHead(Head):
     """A learnable linear classifier (with bias) in one of three shapes.
 
@@ -198,6 +101,23 @@ class LinearHead(Head):
     """
 
     kind = "linear"
+    options = (Option("shape", str, choices=LINEAR_SHAPES),
+               Option("hidden_dim", int, 1, None, nullable=True), FEATURE_INPUT)
+
+    @classmethod
+    def reads_feature_map(cls, options: Mapping) -> bool:
+        return options.get("shape") == "type2"
+
+    @classmethod
+    def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
+        shape = ctx.options.get("shape", "plain")
+        input_kind = ctx.options.get("feature_input", "pooled")
+        head = cls(ctx.in_features(input_kind), ctx.num_classes, shape,
+                   ctx.options.get("hidden_dim"), input_kind, ctx.transform)
+        resolved = {"shape": shape, "hidden_dim": head.feature_dim}
+        if shape == "type2":
+            resolved["feature_input"] = input_kind
+        return head, resolved
 
     def __init__(
         self,
@@ -245,6 +165,7 @@ class LinearHead(Head):
         return self.classifier.weight.t()
 
 
+@register_head
 class ETFHead(FixedFrameHead):
     """Fixed simplex ETF (Yang et al., 2022): BN1d, L2 normalisation, cosine logits.
 
@@ -254,6 +175,16 @@ class ETFHead(FixedFrameHead):
     """
 
     kind = "etf"
+    options = (DIM, SEED)
+
+    @classmethod
+    def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
+        k = ctx.num_classes
+        dim = int(ctx.options.get("dim") or max(ctx.width, k))
+        seed = ctx.options.get("seed", 0)
+        weight, meta, resolved = ctx.frame(
+            dim, lambda: frames_module().simplex_etf(k, dim=dim, seed=seed))
+        return cls(ctx.width, weight, meta), resolved
 
     def __init__(self, in_features: int, frame: Tensor, frame_meta: Mapping | None = None):
         super().__init__(frame, frame_meta, "pooled")
@@ -267,6 +198,7 @@ class ETFHead(FixedFrameHead):
         return h @ self._checked_frame().to(h.dtype), h
 
 
+@register_head
 class HUGHead(Head):
     """HUG proxy head (Liu et al., 2023): learnable proxies normalised on every call.
 
@@ -276,6 +208,12 @@ class HUGHead(Head):
     """
 
     kind = "hug"
+    options = (DIM,)
+
+    @classmethod
+    def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
+        head = cls(ctx.width, ctx.num_classes, ctx.options.get("dim"))
+        return head, {"dim": head.feature_dim}
 
     def __init__(self, in_features: int, num_classes: int, dim: int | None = None):
         d = int(dim or in_features)
@@ -291,6 +229,7 @@ class HUGHead(Head):
         return h @ self.class_vectors().to(h.dtype), h
 
 
+@register_head
 class EBVHead(FixedFrameHead):
     """Equiangular Basis Vectors: fixed near-orthogonal unit vectors, logits = cos / temperature.
 
@@ -299,6 +238,18 @@ class EBVHead(FixedFrameHead):
     """
 
     kind = "ebv"
+    options = (DIM, SEED, Option("temperature", float, 0.0, None, "neither", default=0.07))
+
+    @classmethod
+    def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
+        k = ctx.num_classes
+        dim = int(ctx.options.get("dim") or ctx.width)
+        seed = ctx.options.get("seed", 0)
+        weight, meta, resolved = ctx.frame(
+            dim, lambda: frames_module().equiangular_basis(k, dim, seed=seed))
+        temperature = float(ctx.options.get("temperature", 0.07))
+        resolved["temperature"] = temperature
+        return cls(ctx.width, weight, meta, temperature), resolved
 
     def __init__(
         self,
@@ -321,6 +272,20 @@ class EBVHead(FixedFrameHead):
         return h @ self._checked_frame().to(h.dtype) / self.temperature, h
 
 
-HEADS: dict[str, type[Head]] = {
-    cls.kind: cls for cls in (HAFrameHead, LinearHead, ETFHead, HUGHead, EBVHead)
-}
+# ---------------------------------------------------------------------- HAFrame's frame
+def _haframe(ctx: HeadContext):
+    if ctx.hierarchy is None:
+        raise HafclsError(
+            "The haframe head needs a hierarchy to build its frame.",
+            "pass hierarchy=, or a prebuilt frame= (a Frame or a d x K tensor).",
+        )
+    keys = {"gamma": "gamma", "s_min": "s_min", "frame_method": "method",
+            "distance": "distance", "dim": "dim", "seed": "seed"}
+    kwargs = {arg: ctx.options[opt] for opt, arg in keys.items() if opt in ctx.options}
+    return frames_module().haframe(ctx.hierarchy, **kwargs)
+
+
+def _describe_haframe(frame) -> dict:
+    """The options that rebuild ``frame`` exactly."""
+    return {"gamma": float(frame.gamma), "s_min": float(frame.s_min),
+            "frame_method": frame.method, "distance": (frame.info or {}).get("distance")}

@@ -1,0 +1,54 @@
+"""Training methods by name: one module per method family, each registering itself.
+
+=============  =========================  ===========================================  ======
+method         head (options)             loss (options)                               score T
+=============  =========================  ===========================================  ======
+``ce``         linear (shape="type1")     cross-entropy (label_smoothing=0)            1
+``haframe``    haframe (γ, s_min=paper)   HAFrame: (1−α)·CE + α·L_cos                  1
+``etf-dr``     etf                        dot regression                               0.07
+``hug-mhe``    hug                        HUG, MHE energy (α = β = 1)                  0.07
+``hug-mhs``    hug                        HUG, MHS energy                              0.07
+``hug-mgd``    hug                        HUG, MGD energy                              0.07
+``soft-labels`` linear (shape="type1")    soft labels, β = 10                          1
+``hxe``        linear (shape="type1")     hierarchical CE, α = 0.1                     1
+``ebv``        ebv (temperature 0.07)     cross-entropy on cos/0.07                    1
+=============  =========================  ===========================================  ======
+
+HAFrame's γ and α per dataset are the paper's (``docs/haframe.md``): cifar100 γ=2 α=0.4,
+fgvc-aircraft γ=1 α=0.5, inat2019 γ=5 α=0.4, tiered-imagenet γ=3 α=0.5; any other dataset
+gets γ=2, α=0.4.
+
+Scores for evaluation: ``Method.score(logits) = softmax(logits / T)``. Ranking (top-k,
+HierDist@k) never depends on T. For the cosine heads (``etf``, ``hug``) logits lie in [−1, 1],
+so T = 0.07 (EBV's temperature) gives usable probabilities for CRM and hedging; it is a
+convention, not a calibration.
+
+Adding a method: a new module here that decorates ``factory(dataset) -> Method`` with
+``@register_method("name")``, plus one import line below.
+
+>>> method = get_method("haframe", dataset="cifar100")          # doctest: +SKIP
+>>> model = method.create_model("resnet18", hierarchy)          # doctest: +SKIP
+>>> loss_fn = method.build_loss(model, hierarchy)               # doctest: +SKIP
+"""
+
+# one import per method module: importing registers its methods
+from hafcls.methods import ce, ebv, etf_dr, haframe, hug, hxe, soft_labels  # noqa: F401
+from hafcls.methods.base import (
+    COSINE_TEMPERATURE,
+    Method,
+    available_methods,
+    canonical_dataset,
+    get_method,
+    register_method,
+    scores_from_logits,
+)
+
+__all__ = [
+    "COSINE_TEMPERATURE",
+    "Method",
+    "available_methods",
+    "canonical_dataset",
+    "get_method",
+    "register_method",
+    "scores_from_logits",
+]

@@ -1,0 +1,18 @@
+"""Equiangular basis vectors (Shen et al., CVPR 2023): fixed near-orthogonal class vectors,
+cross-entropy on cos/0.07. See ``docs/ebv.md``.
+"""
+
+from __future__ import annotations
+
+from hafcls.methods.base import COSINE_TEMPERATURE, Method, register_method
+from hafcls.methods.ce import LABEL_SMOOTHING, build_cross_entropy
+
+
+@register_method("ebv")
+def ebv(dataset: str | None = None) -> Method:
+    return Method(
+        name="ebv", head="ebv", head_kwargs={"temperature": COSINE_TEMPERATURE}, loss="ce",
+        loss_kwargs={"label_smoothing": 0.0}, build=build_cross_entropy,
+        loss_options=(LABEL_SMOOTHING,),
+        description="Fixed equiangular basis vectors, CE on cos/0.07 (Shen et al. 2023).",
+    )
