@@ -14,7 +14,7 @@ from torch import nn
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.inference import hedge
-from hafcls.losses import available_methods, get_method
+from hafcls.methods import available_methods, get_method
 from hafcls.metrics import evaluate
 from hafcls.metrics.labels import class_indices, evaluate_labels
 from hafcls.sklearn import HierarchyAwareClassifier, hierarchical_scorer

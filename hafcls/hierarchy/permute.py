@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 _MAX_DRAWS = 100
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
-from hafcls.frames.tree import similarity_function
+from hafcls.frames.similarity import similarity_from_distance
 from hafcls.losses.hierarchical import class_distances
 
 
@@ -73,8 +73,10 @@ class HAFrameLoss(nn.Module):
         d = class_distances(hierarchy_or_distance)
         d_max = int(d.max())
         # one lookup value per distance, from the frames' own similarity function
-        lut = similarity_function(float(gamma), float(s_min), d_max)(np.arange(d_max + 1))
-        loss.distance, loss.lut = d, torch.from_numpy(lut).float()
+        lut = similarity_from_distance(
+            torch.arange(d_max + 1, dtype=torch.float64), float(gamma), float(s_min), d_max
+        )
+        loss.distance, loss.lut = d, lut.float()
         return loss
 
     @property

@@ -39,9 +39,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
+from hafcls.losses.cross_entropy import CrossEntropyLoss
 from hafcls.losses.etf import DotRegressionLoss
 from hafcls.losses.haframe import HAFrameLoss
-from hafcls.losses.hierarchical import CrossEntropyLoss, HierarchicalCrossEntropy, SoftLabelLoss
+from hafcls.losses.hierarchical import HierarchicalCrossEntropy, SoftLabelLoss
 from hafcls.losses.hug import HUGLoss
 
 _REFUSED = {

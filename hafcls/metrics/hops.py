@@ -14,8 +14,12 @@ lower class index):
    possible with zero off-diagonal distances) scores 1 when D = 0, else 0.
 
 ``e`` and ``w`` depend on the true class only through the run lengths, so they are computed from
-a K x R table of run starts (R = number of distinct distances), never as K x K tables; the
-normaliser W is cached per class and k. Nothing loops over samples or classes.
+a K x R table of run starts (R = number of distinct distances) by :meth:`HopsTables.ideal`.
+Because they depend on the true class only, the first P positions of every class are cached as
+K x P tables (small-int ranks, float64 weights) when K·P is at most ``_CACHE_ELEMENTS`` (full
+HOPS for K <= 2048), and the dense rank of every class for every true class as one K x K small-int
+table when K <= 4096; a batch then gathers rows instead of recomputing them. The normaliser W is
+cached per class and k. Nothing loops over samples or classes.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from hafcls.metrics.inputs import (
     derived_tables,
 )
 from hafcls.metrics.ranking import full_ranking, topk_indices
+
+_CACHE_ELEMENTS = 1 << 22  # entries of one cached K x P ideal table (32 MB of float64 weights)
+_GROUP_CLASSES = 4096  # largest K whose K x K dense-rank table is cached (16 MB of int8)
 
 
 class HopsTables:
@@ -65,6 +72,12 @@ class HopsTables:
         self.counts = torch.from_numpy(np.maximum(counts, 1))
         self.last = torch.from_numpy(present.sum(axis=1) - 1)
         self._norm: dict[int, torch.Tensor] = {}
+        self._prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.group = None  # K x K dense ranks r_y(j), flat, when K is small enough
+        if k <= _GROUP_CLASSES:
+            small = np.int8 if self.num_ranks <= 127 else np.int16
+            group = np.take_along_axis(rank_of, d.astype(np.int64), axis=1).astype(small)
+            self.group = torch.from_numpy(group.ravel())
 
     @staticmethod
     def of(hierarchy_or_distance) -> HopsTables:
@@ -90,40 +103,76 @@ class HopsTables:
         decay = torch.where(last, q / n, q / (2 * n))
         return e, base.mul_(1 - decay)
 
+    def ideal_prefix(self, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`ideal` at positions ``0..size-1``, gathered from a per-class cache when small.
+
+        The ranks come back in a small integer dtype (int8/int16) from the cache, int64 else.
+        """
+        if self.num_classes * size > _CACHE_ELEMENTS:
+            return self.ideal(y, torch.arange(size)[None, :])
+        if size not in self._prefix:
+            e = torch.empty(self.num_classes, size, dtype=self.rank_dtype)
+            w = torch.empty(self.num_classes, size, dtype=torch.float64)
+            rows = _block_rows(size)
+            positions = torch.arange(size)[None, :]
+            for start in range(0, self.num_classes, rows):
+                cls = torch.arange(start, min(start + rows, self.num_classes))
+                e[start:start + rows], w[start:start + rows] = self.ideal(cls, positions)
+            self._prefix[size] = (e, w)
+        e, w = self._prefix[size]
+        return e.index_select(0, y), w.index_select(0, y)
+
+    @property
+    def rank_dtype(self) -> torch.dtype:
+        return torch.int8 if self.num_ranks <= 127 else torch.int16
+
     def obtained(self, y: torch.Tensor, ranked: torch.Tensor) -> torch.Tensor:
-        """``o``: the true class's dense rank of each ranked class (B x P int64)."""
-        d = torch.take(self.distance, y[:, None] * self.num_classes + ranked).long()
+        """``o``: the true class's dense rank of each ranked class (B x P, int64 or small int)."""
+        flat = y[:, None] * self.num_classes + ranked
+        if self.group is not None:
+            return torch.take(self.group, flat)
+        d = torch.take(self.distance, flat).long()
         return torch.take(self.rank_of, y[:, None] * self.num_values + d)
 
     def normaliser(self, k: int) -> torch.Tensor:
         """W for every class and prefix length k (float64, length K), cached per k."""
         if k not in self._norm:
             out = torch.empty(self.num_classes, dtype=torch.float64)
-            positions = torch.arange(k)[None, :]
             rows = _block_rows(k)
             for start in range(0, self.num_classes, rows):
                 y = torch.arange(start, min(start + rows, self.num_classes))
-                e, w = self.ideal(y, positions)
+                e, w = self.ideal_prefix(y, k)
+                e = e.long()
                 out[start:start + rows] = (w * (e - e.flip(1)).abs()).sum(dim=1)
             self._norm[k] = out
         return self._norm[k]
 
     # -- per-sample scores
+    def terms(self, y: torch.Tensor, ranked: torch.Tensor) -> torch.Tensor:
+        """B x P ``w |o - e|`` along the ranked prefix (float64)."""
+        e, w = self.ideal_prefix(y, ranked.shape[1])
+        o = self.obtained(y, ranked)
+        # small ints subtract exactly (|o - e| < number of ranks); the product promotes
+        return w.mul_(torch.sub(o, e).abs_())
+
     def discrepancy(self, y: torch.Tensor, ranked: torch.Tensor) -> torch.Tensor:
         """B x P cumulative ``Σ_{p'≤p} w |o - e|`` along the ranked prefix (float64)."""
-        e, w = self.ideal(y, torch.arange(ranked.shape[1])[None, :])
-        o = self.obtained(y, ranked)
-        return w.mul_((o - e).abs()).cumsum(dim=1)
+        return self.terms(y, ranked).cumsum(dim=1)
 
     def scores(self, y: torch.Tensor, ranked: torch.Tensor, ks) -> list[torch.Tensor]:
         """Per-sample HOPS@k (float64) for each k in ``ks`` (each <= ranked columns)."""
-        cum = self.discrepancy(y, ranked)
+        longer = [k for k in ks if k > 1]
+        if len(longer) == 1:  # one prefix sum: no B x P cumulative sum needed
+            sums = {longer[0]: self.terms(y, ranked[:, :longer[0]]).sum(dim=1)}
+        elif longer:
+            cum = self.discrepancy(y, ranked[:, :max(longer)])
+            sums = {k: cum[:, k - 1] for k in longer}
         out = []
         for k in ks:
             if k == 1:
                 out.append((ranked[:, 0] == y).double())
                 continue
-            dk = cum[:, k - 1]
+            dk = sums[k]
             wk = self.normaliser(k).index_select(0, y)
             ratio = torch.where(wk > 0, 1 - dk / wk.clamp_min(1e-300), (dk == 0).double())
             out.append(ratio.clamp_(0.0, 1.0))
@@ -131,7 +180,7 @@ class HopsTables:
 
     def order_correct(self, y: torch.Tensor, ranked: torch.Tensor) -> torch.Tensor:
         """B x P booleans: the ranked prefix up to p matches the ideal ranks."""
-        e, _ = self.ideal(y, torch.arange(ranked.shape[1])[None, :])
+        e, _ = self.ideal_prefix(y, ranked.shape[1])
         return (self.obtained(y, ranked) == e).cummin(dim=1).values
 
 
@@ -160,18 +209,23 @@ def hops(scores, targets, hierarchy, k: int | None = None, per_sample: bool = Fa
     """
     tables, s, y = _prepare(scores, targets, hierarchy)
     k = tables.num_classes if k is None else _check_k(k, tables.num_classes)
-    rank = full_ranking if k == tables.num_classes else (lambda x: topk_indices(x, k))
     rows = _block_rows(tables.num_classes)
-    values = torch.cat([tables.scores(y[i:i + rows], rank(s[i:i + rows]), (k,))[0]
-                        for i in range(0, s.shape[0], rows)])
+    if k == tables.num_classes:  # full rankings are N x K: score them block by block
+        values = torch.cat([tables.scores(y[i:i + rows], full_ranking(s[i:i + rows]), (k,))[0]
+                            for i in range(0, s.shape[0], rows)])
+    else:  # N x k prefixes are small: score them at once (few, larger operations)
+        values = tables.scores(y, _topk(s, k), (k,))[0]
     return values if per_sample else float(values.mean())
+
+
+def _topk(s: torch.Tensor, k: int) -> torch.Tensor:
+    rows = _block_rows(s.shape[1])
+    return torch.cat([topk_indices(s[i:i + rows], k) for i in range(0, s.shape[0], rows)])
 
 
 def topk_order_accuracy(scores, targets, hierarchy, k: int) -> float:
     """Share of samples whose top-k dense distance ranks equal the ideal ones (o_p = e_p, p≤k)."""
     tables, s, y = _prepare(scores, targets, hierarchy)
     k = _check_k(k, tables.num_classes)
-    rows = _block_rows(tables.num_classes)
-    hits = sum(int(tables.order_correct(y[i:i + rows], topk_indices(s[i:i + rows], k))[:, -1]
-                   .sum()) for i in range(0, s.shape[0], rows))
+    hits = int(tables.order_correct(y, _topk(s, k))[:, -1].sum())
     return hits / s.shape[0]

@@ -82,11 +82,9 @@ def full_ranking(scores) -> torch.Tensor:
         bits = scores[start:start + rows].add(0.0).view(torch.int32)
         # negative floats: flipping the 31 low bits orders the signed integers like the floats
         flip = (bits >> 31).bitwise_and_(0x7FFFFFFF)
-        bits.bitwise_xor_(flip)
-        block = keys[start:start + rows]
-        block.copy_(bits)
-        block.bitwise_not_()  # descending scores (~x = -x - 1: no overflow)
-        block.bitwise_left_shift_(shift).bitwise_or_(cols)
+        bits.bitwise_xor_(flip).bitwise_not_()  # descending scores (~x = -x - 1: no overflow)
+        # key = ~bits * 2^shift + class in one int64 kernel (equal to (~bits << shift) | class)
+        torch.add(cols, bits, alpha=1 << shift, out=keys[start:start + rows])
     ordered = keys.numpy()
     ordered.sort(axis=1)  # numpy's vectorised integer sort; the keys are unique
     return keys.bitwise_and_((1 << shift) - 1)

@@ -148,23 +148,31 @@ class SeverityMeter:
         targets = as_targets(targets, scores.shape[0], self.num_classes, scores.device)
         dist, levels = self._tables(scores.device)
         rows = _block_rows(self.num_classes)
-        acc = np.zeros_like(self._state)
+        # rank in row blocks (bounded N x K temporaries); count on the N x k prefix at once, so
+        # the many small operations run once per batch, not once per block
+        tops, full_sum = [], 0.0
         for start in range(0, scores.shape[0], rows):
-            acc += self._block_counts(scores[start:start + rows], targets[start:start + rows],
-                                      dist, levels)
-        self._state += acc
+            block = scores[start:start + rows]
+            if self.full_hops:  # one exact full sort serves the top-k and full HOPS
+                full = full_ranking(block.cpu())
+                y = targets[start:start + rows].cpu()
+                full_sum += self._hops.scores(y, full, [self.num_classes])[0].sum().item()
+                tops.append(full[:, : self._rank_depth].to(scores.device))
+            else:
+                tops.append(topk_indices(block, self._rank_depth))
+        if not tops:
+            return
+        counts = self._counts(torch.cat(tops), targets, dist, levels)
+        if self.full_hops:
+            counts[-1] = full_sum
+        self._state += counts
 
-    def _block_counts(self, scores, targets, dist, levels) -> np.ndarray:
-        if self.full_hops:  # one exact full sort serves the top-k and full HOPS
-            full = full_ranking(scores.cpu()).to(scores.device)
-            ranked = full[:, : self._rank_depth]
-        else:
-            ranked = topk_indices(scores, self._rank_depth)
+    def _counts(self, ranked, targets, dist, levels) -> np.ndarray:
         hits = ranked == targets[:, None]
         # D[true, ranked] read from the flat K x K table: one small gather, no N x K copy
         d = torch.take(dist, targets[:, None] * self.num_classes + ranked)
         cum = d.cumsum(dim=1, dtype=torch.int64 if self._integer else torch.float64)
-        out = [float(scores.shape[0]), hits[:, :1].sum().item(),
+        out = [float(ranked.shape[0]), hits[:, :1].sum().item(),
                hits[:, : self._top5].sum().item()]
         out += cum[:, [k - 1 for k in self._prefixes]].sum(dim=0).tolist()
         if levels is not None and levels.shape[1]:
@@ -173,8 +181,7 @@ class SeverityMeter:
         y, top = targets.cpu(), ranked.cpu()
         ks = [min(k, self.num_classes) for k in self.ks]
         out += [v.sum().item() for v in self._hops.scores(y, top[:, : max(ks)], ks)]
-        if self.full_hops:
-            out.append(self._hops.scores(y, full.cpu(), [self.num_classes])[0].sum().item())
+        out += [0.0] * self.full_hops  # the full-HOPS sum, filled in by update
         return np.asarray(out, dtype=np.float64)
 
     def compute(self) -> dict[str, float]:

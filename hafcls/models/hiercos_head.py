@@ -32,8 +32,8 @@ from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
 from hafcls.frames.hiercos import NodeSubspaces, node_subspaces, random_rotation
-from hafcls.models.heads import FixedFrameHead, build_projection
-from hafcls.models.transform import build_transform
+from hafcls.models.head_base import FixedFrameHead, build_projection
+from hafcls.models.transformation_module import build_transform
 
 DENSE_MEMBERSHIP_MAX = 1 << 22  # K x d entries up to which the scores are one dense matmul
 

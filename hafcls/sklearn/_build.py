@@ -25,7 +25,7 @@ def _build_head_and_loss(method: str, method_options, hierarchy, n_features: int
     frames' rotations) come from ``seed``; the global torch RNG is left as it was.
     """
     from hafcls import frames
-    from hafcls.losses import get_method
+    from hafcls.methods import get_method
     from hafcls.models.heads import EBVHead, ETFHead, HAFrameHead, HUGHead, LinearHead
 
     m = get_method(method)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from hafcls.errors import HafclsError
+from hafcls.hierarchy.label_tree import Hierarchy
 from hafcls.hierarchy.sources.cifar100_tree import SHIPPED, _check_levels, superclass_node
-from hafcls.hierarchy.tree import Hierarchy
 
 LAYOUT = (
     "the official CIFAR-100 python version: a folder 'cifar-100-python' holding 'train', 'test' "

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 ROOT = "cifar100"
 

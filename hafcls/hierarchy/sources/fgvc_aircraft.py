@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 LEVELS = ("variant", "family", "manufacturer")
 SPLITS = ("train", "val", "trainval", "test")

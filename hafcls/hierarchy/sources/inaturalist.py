@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
 ROOT = "life"

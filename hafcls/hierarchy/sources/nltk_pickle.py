@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 
 def from_nltk_tree(tree, classes: Sequence[str] | None = None, meta: dict | None = None

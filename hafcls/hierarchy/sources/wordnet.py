@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hafcls.errors import HafclsError
-from hafcls.hierarchy.tree import Hierarchy
+from hafcls.hierarchy.label_tree import Hierarchy
 
 RULES = ("shortest", "first")
 _WNID = re.compile(r"^n\d{8}$")
