@@ -145,3 +145,39 @@ def test_hierdist_curve_and_ranked_distances(tree):
     np.testing.assert_allclose(hierdist_curve(scores, [0, 2], tree, 10),
                                [1.0, 1.25, 4 / 3, 1.25])
     assert evaluate(scores, [0, 2], tree, ks=(2,))["hierdist@2"] == 1.25
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_cached_tables_equal_uncached(seed):
+    """The per-class caches (ideal prefixes, K x K dense ranks) equal the direct computation."""
+    from hafcls.metrics.hops import HopsTables
+
+    rng = np.random.default_rng(seed)
+    d = random_tree(rng, leaves=30).distance_matrix()
+    num = d.shape[0]
+    for dist in (d, d.astype(np.float64) * 0.5):  # integer and float distances (ties in both)
+        tables = HopsTables.of(dist)
+        y = torch.from_numpy(rng.integers(0, num, 50))
+        for size in (1, 3, num):
+            e, w = tables.ideal_prefix(y, size)
+            e0, w0 = tables.ideal(y, torch.arange(size)[None, :])
+            assert torch.equal(e.long(), e0) and torch.equal(w, w0)
+        ranked = torch.from_numpy(np.argsort(rng.normal(size=(50, num)), axis=1))
+        cached = tables.obtained(y, ranked)
+        tables.group = None  # force the two-gather path
+        assert torch.equal(cached.long(), tables.obtained(y, ranked))
+
+
+def test_full_ranking_is_a_stable_argsort_with_ties_and_threads():
+    rng = np.random.default_rng(5)
+    # 300 x 1000 = 3e5 keys: the threaded row sort; few distinct values, signed zeros
+    scores = rng.integers(-3, 4, (300, 1000)).astype(np.float32) * 0.5
+    scores[rng.random(scores.shape) < 0.1] = -0.0
+    expected = np.argsort(-(scores + 0.0), axis=1, kind="stable")
+    assert np.array_equal(full_ranking(scores).numpy(), expected)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert np.array_equal(full_ranking(scores).numpy(), expected)
+    finally:
+        torch.set_num_threads(threads)

@@ -12,12 +12,16 @@ upcast to float32 first (exact, see :func:`hafcls.metrics.inputs.as_scores`).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
 from hafcls.metrics.inputs import _check_finite, as_scores
 
 _KEY_BLOCK = 1 << 22  # entries per block when building sort keys (bounds the temporaries)
+_PARALLEL_SORT = 1 << 18  # keys from which the row sort is split over threads
 
 
 def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -85,6 +89,20 @@ def full_ranking(scores) -> torch.Tensor:
         bits.bitwise_xor_(flip).bitwise_not_()  # descending scores (~x = -x - 1: no overflow)
         # key = ~bits * 2^shift + class in one int64 kernel (equal to (~bits << shift) | class)
         torch.add(cols, bits, alpha=1 << shift, out=keys[start:start + rows])
-    ordered = keys.numpy()
-    ordered.sort(axis=1)  # numpy's vectorised integer sort; the keys are unique
+    _sort_rows(keys.numpy())
     return keys.bitwise_and_((1 << shift) - 1)
+
+
+def _sort_rows(keys: np.ndarray) -> None:
+    """Sort each row in place with numpy's vectorised integer sort (the keys are unique).
+
+    numpy releases the GIL while sorting, so row chunks sort on torch's intra-op thread count
+    of threads (a single ``ndarray.sort`` uses one core, ``torch.topk`` uses them all).
+    """
+    threads = min(torch.get_num_threads(), keys.shape[0], 8)
+    if threads <= 1 or keys.size < _PARALLEL_SORT:
+        keys.sort(axis=1)
+        return
+    bounds = np.linspace(0, keys.shape[0], threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda a: keys[a[0]:a[1]].sort(axis=1), zip(bounds[:-1], bounds[1:])))
