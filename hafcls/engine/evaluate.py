@@ -35,14 +35,15 @@ DEFAULT_KS = (1, 5, 20)
 def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, amp: str = "none",
                    score: Callable | None = None, criterion: nn.Module | None = None,
                    crm: bool = False, channels_last: bool = False,
-                   ks=DEFAULT_KS) -> dict:
+                   ks=DEFAULT_KS, sink: Callable | None = None) -> dict:
     """Metrics of ``model`` over every batch of ``loader`` (summed over DDP ranks).
 
     ``score(logits)`` turns logits into the probabilities used for ranking (default softmax);
     with ``crm=True`` classes are re-ranked by conditional risk (lowest expected distance
     first). With ``criterion`` the mean loss is reported as ``loss``. Unreadable images that
     the dataset skipped (``skip_corrupt``) are left out of ``n`` and counted as ``skipped``
-    (present only when some were skipped).
+    (present only when some were skipped). ``sink(probs, targets)``, when given, sees every
+    batch's probabilities (e.g. :class:`hafcls.engine.decoding.ScoreSink`).
     """
     from hafcls.metrics import SeverityMeter
 
@@ -73,6 +74,8 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
             probs = score(logits.float())
             ranking = crm_fn(probs) if crm_fn is not None else probs
             meter.update(ranking, targets)
+            if sink is not None:
+                sink(probs, targets)
     finally:
         model.train(was_training)
     meter.all_reduce()
@@ -113,15 +116,25 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
                         hierarchy=None, crm: bool = False, batch_size: int | None = None,
                         workers: int | None = None, device: str = "auto",
                         amp: str | None = None, ks=DEFAULT_KS,
-                        skip_corrupt: bool | None = None) -> dict:
+                        skip_corrupt: bool | None = None, decode: str | None = None,
+                        beta: float = 1.0, scores_path: str | os.PathLike | None = None) -> dict:
     """Evaluate a trained model (a run folder's ``best.pt``, or any checkpoint) on a split.
 
     The dataset, its options and the hierarchy default to those the model was trained with;
     ``data``/``data_dir`` point at another copy, ``hierarchy`` (name, file or Hierarchy) must be
     the training one or the checkpoint is refused. ``skip_corrupt`` overrides whether
     unreadable images are skipped (and reported as ``skipped``) or stop the evaluation. Returns
-    the metrics plus ``checkpoint``, ``split`` and ``crm``.
+    the metrics plus ``checkpoint``, ``split`` and ``crm``. ``decode`` (argmax, crm, node,
+    hfbeta; ``beta`` for hfbeta) adds the decision metrics of :mod:`hafcls.engine.decoding`
+    (``crm`` is ``decode="crm"``); ``scores_path`` saves the probabilities as ``.npz``.
     """
+    from hafcls.engine.decoding import ScoreSink, check_decode, decision_report
+
+    decode = check_decode("crm" if crm and decode is None else decode, beta)
+    if crm and decode != "crm":
+        raise HafclsError(f"--crm conflicts with --decode {decode}.",
+                          "use --decode crm (or leave out --crm).")
+    crm = decode == "crm"
     if split not in ("test", "val", "train"):
         raise HafclsError(f"Unknown split {split!r}.", "use test or val.")
     path = find_checkpoint(run_or_checkpoint)
@@ -164,8 +177,10 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
                               "use --split test or --split val.")
         model.to(dev)
         loader = make_eval_loader(dataset, config, info, dev)
+        sink = ScoreSink()
         metrics = evaluate_model(model, loader, h, dev, amp=config.amp, score=score, crm=crm,
-                                 channels_last=config.channels_last, ks=ks)
+                                 channels_last=config.channels_last, ks=ks, sink=sink)
+        metrics.update(decision_report(sink, h, decode, beta, scores_path))
     finally:
         if joined:
             D.cleanup()
@@ -203,7 +218,7 @@ def metrics_table(m: dict) -> str:
     for key, value in m.items():
         if key in ("checkpoint", "split", "crm", "dataset"):
             continue
-        if key in ("top1", "top5") or key.startswith("acc@"):
+        if key in ("top1", "top5", "full_path_acc", "node_acc") or key.startswith("acc@"):
             text = _pct(value)
         elif key in ("n", "skipped"):
             text = str(value)

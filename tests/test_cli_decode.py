@@ -1,0 +1,165 @@
+"""`hafcls evaluate --decode crm|node|hfbeta`: the reported metrics equal the library functions
+called directly on the saved scores; bad decodes and betas exit 2."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from hafcls import inference
+from hafcls import metrics as M
+from hafcls.cli.main import cli
+from hafcls.engine.decoding import DECODES, _on_true_path, decision_metrics
+from hafcls.engine.runs import RunFolder
+from hafcls.hierarchy import Hierarchy
+
+CONFIG = {
+    "data": "synthetic", "image_size": 16,
+    "data_options": {"branching": [2, 3], "per_class": {"train": 6, "val": 2, "test": 5}},
+    "method": "haframe", "model": "test_resnet", "epochs": 1, "batch_size": 8, "workers": 0,
+    "progress": False, "lr": 0.05,
+}
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("decode")
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    out = root / "run"
+    result = _invoke("train", "--config", config, "--output", out)
+    torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    return root, out, Hierarchy.from_json(RunFolder(out).hierarchy_file)
+
+
+def _evaluate(root, out, decode, *extra):
+    scores, js = root / f"{decode}.npz", root / f"{decode}.json"
+    result = _invoke("evaluate", out, "--decode", decode, "--save-scores", scores,
+                     "--json", js, *extra)
+    assert result.exit_code == 0, result.output
+    saved = np.load(scores)
+    assert saved["classes"].tolist() == Hierarchy.from_json(RunFolder(out).hierarchy_file).classes
+    probs = torch.from_numpy(saved["probs"]).double()
+    return json.loads(js.read_text()), probs / probs.sum(1, keepdim=True), \
+        torch.from_numpy(saved["targets"]), result.output
+
+
+def _common(m, p, y, h):
+    logp = torch.log(p.clamp_min(1e-300))
+    assert m["n"] == len(y) == 30
+    assert m["full_path_acc"] == pytest.approx(M.full_path_accuracy(logp, y, h))
+    assert m["ece"] == pytest.approx(M.ece(logp, y))
+    for key, value in M.per_level_ece(logp, y, h).items():
+        assert m[key] == pytest.approx(value), key
+    assert m["aurc"] == pytest.approx(inference.risk_coverage(p, y, h)["aurc"])
+    # the saved scores are the ones the ranking metrics were computed on
+    assert m["top1"] == pytest.approx(float((p.argmax(1) == y).double().mean()), abs=1e-6) \
+        or m["decode"] == "crm"
+
+
+def test_node_decode_matches_the_library(run):
+    root, out, h = run
+    m, p, y, output = _evaluate(root, out, "node")
+    _common(m, p, y, h)
+    cost = M.node_distance_cost(h)
+    node = inference.optimal_node(p, h, cost)
+    anc = h.ancestor_matrix
+    depth = h.node_depths[node.numpy()]
+    truth = anc[y.numpy(), np.minimum(depth, anc.shape[1] - 1)]
+    assert m["node_acc"] == pytest.approx(float((truth == node.numpy()).mean()))
+    expected = inference.expected_cost(p, h, cost).gather(1, node[:, None])[:, 0]
+    assert m["expected_cost"] == pytest.approx(float(expected.mean()))
+    assert m["cost"] == pytest.approx(float(cost[node.numpy(), y.numpy()].mean()))
+    prf = M.hierarchical_prf(y, node, h)
+    assert (m["hP"], m["hR"], m["hF"]) == pytest.approx(
+        (prf["precision"], prf["recall"], prf["f1"]))
+    logp = torch.log(p.clamp_min(1e-300))
+    assert m["severity_ece"] == pytest.approx(
+        M.severity_ece(logp, y, h, decisions=node, cost=cost))
+    assert "decode: optimal node" in output
+    for row in ("node_acc", "hF", "aurc", "full_path_acc", "ece@depth1", "severity_ece"):
+        assert any(line.split()[:1] == [row] for line in output.splitlines()), row
+
+
+def test_hfbeta_decode_matches_the_library(run):
+    root, out, h = run
+    m, p, y, _ = _evaluate(root, out, "hfbeta", "--beta", 2)
+    _common(m, p, y, h)
+    sets = inference.hfbeta_decode(p, h, beta=2.0)
+    prf = M.hierarchical_prf(y, sets, h, beta=2.0)
+    assert m["beta"] == 2.0
+    assert (m["hP"], m["hR"], m["hF"], m["hF_beta"]) == pytest.approx(
+        (prf["precision"], prf["recall"], prf["f1"], prf["f_beta"]))
+    assert m["set_size"] == pytest.approx(float(sets.sum(1).double().mean()))
+
+
+def test_crm_decode_matches_the_library(run):
+    root, out, h = run
+    m, p, y, output = _evaluate(root, out, "crm")
+    _common(m, p, y, h)
+    pick = M.topk_indices(inference.crm(p, h), 1)[:, 0]
+    assert m["crm"] is True and "(CRM)" in output
+    assert m["top1"] == pytest.approx(float((pick == y).double().mean()), abs=1e-6)
+    node = torch.from_numpy(h.class_nodes)[pick]
+    logp = torch.log(p.clamp_min(1e-300))
+    assert m["severity_ece"] == pytest.approx(M.severity_ece(logp, y, h, decisions=node))
+    prf = M.hierarchical_prf(y, node, h)
+    assert m["hF"] == pytest.approx(prf["f1"])
+
+
+def test_argmax_is_the_default_and_differs_from_node_only_in_the_decision(run):
+    root, out, _ = run
+    result = _invoke("evaluate", out, "--json", "-")
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.output)
+    assert m["decode"] == "argmax" and "node_acc" not in m and "hF" in m and "aurc" in m
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--decode", "greedy"), ("greedy", "--decode")),
+    (("--decode", "hfbeta", "--beta", "0"), ("beta", "> 0")),
+    (("--decode", "hfbeta", "--beta", "nan"), ("beta",)),
+    (("--crm", "--decode", "node"), ("--crm", "--decode")),
+])
+def test_bad_decode_or_beta_exits_2(run, args, words):
+    _, out, _ = run
+    result = _invoke("evaluate", out, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in result.output
+
+
+def test_cli_choices_are_the_engine_decodes():
+    from hafcls.cli import evaluate
+
+    assert evaluate.DECODES == DECODES
+
+
+def test_on_true_path_and_the_node_metrics_on_a_hand_tree():
+    h = Hierarchy.from_edges([("r", "A"), ("r", "B"), ("A", "a1"), ("A", "a2"), ("B", "b1")])
+    idx = h.node_index
+    nodes = torch.tensor([idx("a1"), idx("A"), idx("B"), idx("r"), idx("b1")])
+    targets = torch.tensor([h.class_index(c) for c in ("a1", "a2", "a1", "b1", "a2")])
+    assert _on_true_path(nodes, targets, h).tolist() == [True, True, False, True, False]
+    # under node_distance_cost a class never costs more than its ancestors (H - depth(LCA) is
+    # the same outside the class and 0 on it), so the optimal node is a class: the 50/50 split
+    # goes to a1 (lower index) and costs 1 when the truth is a2
+    probs = torch.tensor([[0.98, 0.01, 0.01], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    order = [h.class_index(c) for c in ("a1", "a2", "b1")]
+    p = torch.zeros_like(probs)
+    p[:, order] = probs
+    m = decision_metrics(p, torch.tensor([order[0], order[1]]), h, "node")
+    assert m["node_acc"] == 0.5 and m["node_depth"] == 2.0
+    # expected: a1 for the first sample costs 0.01 * 1 (a2) + 0.01 * 2 (b1), the second 0.5
+    assert m["cost"] == pytest.approx(0.5) and m["expected_cost"] == pytest.approx(0.265)
