@@ -13,10 +13,10 @@ ranking metrics of :func:`hafcls.engine.evaluate.evaluate_model`:
   nodes), and the severity-ECE of that decision;
 - ``node``: the Bayes-optimal node under that cost (:func:`hafcls.inference.optimal_node`), with
   ``node_acc`` (the node is the true class or one of its ancestors) and its mean depth;
-- ``hfbeta``: the node set maximising the expected hF_β (:func:`hafcls.inference.hfbeta_decode`,
-  the paper's convention with the root counted in every set) and ``hF_beta`` of those sets
-  (scored with the root excluded, as everywhere else). A node set has no single cost row, so
-  its severity-ECE is that of the argmax class.
+- ``hfbeta``: the node set maximising the expected hF_β (:func:`hafcls.inference.hfbeta_decode`;
+  exact with the root excluded, as it is scored, up to ``EXACT_HFBETA_MAX_NODES`` nodes, the
+  paper's root-counting decoder beyond) and ``hF_beta`` of those sets (root excluded). A node
+  set has no single cost row, so its severity-ECE is that of the argmax class.
 
 Every number comes from the library functions of :mod:`hafcls.metrics` and
 :mod:`hafcls.inference` called on the collected probabilities; nothing is re-implemented here.
@@ -36,6 +36,10 @@ from hafcls.errors import HafclsError
 
 DECODES = ("argmax", "crm", "node", "hfbeta")
 _TINY = torch.finfo(torch.float64).tiny  # log(0) guard: softmax(log p) must give p back
+#: Trees up to this many nodes get the exact hF_β-optimal set with the root left out, as
+#: hierarchical_prf scores it (O(nodes²) per sample); larger ones the paper's root-counting
+#: decoder, whose probability bound keeps it fast.
+EXACT_HFBETA_MAX_NODES = 256
 
 
 def check_decode(decode: str | None, beta: float = 1.0) -> str:
@@ -103,7 +107,9 @@ def decision_metrics(probs, targets, hierarchy, decode: str = "argmax",
     cost = M.node_distance_cost(hierarchy)
     class_nodes = torch.from_numpy(hierarchy.class_nodes)
     if decode == "hfbeta":
-        sets = inference.hfbeta_decode(p, hierarchy, beta=beta)
+        # exact (root excluded, as scored) on small trees; the paper's bounded decoder beyond
+        exact = hierarchy.num_nodes <= EXACT_HFBETA_MAX_NODES
+        sets = inference.hfbeta_decode(p, hierarchy, beta=beta, count_root=not exact)
         prf = M.hierarchical_prf(y, sets, hierarchy, beta=beta)
         out["severity_ece"] = M.severity_ece(scores, y, hierarchy, cost=cost)
         out["set_size"] = float(sets.sum(dim=1).double().mean())
