@@ -131,3 +131,28 @@ def test_risk_coverage_hand_worked():
     np.testing.assert_allclose(curve["coverage"], [1.0, 1.0, 0.75, 0.5, 0.25, 0.0])
     # area under risk(coverage): risk 0 up to 0.75, then a jump to 0.5 at coverage 1
     assert curve["aurc"] == pytest.approx(0.5 * 0.25 * 0.5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_cost_form_reproduces_cost_and_decisions(seed, monkeypatch):
+    """δ telescopes back to C exactly; the sparse path decides as the dense product does."""
+    from hafcls.inference.decode import _under
+    from hafcls.inference.node_cost import cost_increments, sparse_cost
+
+    rng = np.random.default_rng(seed)
+    h = random_tree(rng, leaves=25, max_depth=4)
+    under = _under(h).astype(np.float64)
+    dense = rng.normal(size=(h.num_nodes, h.num_classes))
+    for cost in (hedging_cost(h), node_distance_cost(h), dense):
+        rows, cols, values = cost_increments(cost, h)
+        delta = np.zeros((h.num_nodes, h.num_nodes))
+        delta[rows, cols] = values
+        np.testing.assert_allclose(delta @ under, cost, atol=1e-12)
+    assert sparse_cost(dense, h) is None  # no tree shape: the dense, pruned product decides
+    cost = hedging_cost(h)
+    monkeypatch.setattr("hafcls.inference.node_cost.SPARSE_SHARE", 1.0)  # small tree: force it
+    assert sparse_cost(cost, h) is not None
+    probs = peaked_probs(rng, 400, h.num_classes)
+    risk = probs @ torch.from_numpy(cost).T
+    expected = (risk <= risk.min(dim=1, keepdim=True).values + 1e-12).to(torch.uint8).argmax(1)
+    assert torch.equal(optimal_node(probs, h, cost), expected)

@@ -6,7 +6,9 @@
   ``E[n] - E[a] >= p(n)·min_in + (p(a) - p(n))·min_sib + (1 - p(a))·min_out >= 0``, the mins
   taken of ``C[n, l] - C[a, l]`` over the classes under n, under a but not n, and outside a
   (a has the lower index, so it wins a tie). Only the surviving nodes of a row block enter one
-  float64 matrix product.
+  float64 matrix product. When the cost is tree-shaped (constant on most subtrees, as hedging
+  and distance costs are), ``E`` comes instead from node probabilities and a sparse form of the
+  cost (:mod:`hafcls.inference.node_cost`), without pruning and without the dense product.
 - :func:`hfbeta_decode`: the node set maximising the expected hF_β. For a set S of k nodes the
   expected hF_β is ``Σ_{n∈S} Δ_k(n)`` with ``Δ_k(n) = Σ_{l under n} p(l)(1+β²)/(k + β²|β_l|)``,
   ``|β_l|`` the size of the class's ancestor set; so for each k the best set is the k nodes of
@@ -26,6 +28,7 @@ import torch
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
 from hafcls.inference.crm import _as_probs, _Tree
+from hafcls.inference.node_cost import sparse_cost
 from hafcls.metrics.hierarchical import node_ancestors
 
 _BLOCK_ELEMENTS = 1 << 20
@@ -98,9 +101,15 @@ def optimal_node(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
     tree = _Tree.of(hierarchy, "cpu")
     out = torch.empty(p.shape[0], dtype=torch.long)
     rows = max(1, _BLOCK_ELEMENTS // max(hierarchy.num_nodes, hierarchy.num_classes))
+    increments = sparse_cost(c, hierarchy)
     for start in range(0, p.shape[0], rows):
         block = p[start:start + rows]
         mass = tree.node_mass(block)
+        if increments is not None:  # tree-shaped cost: E = δ · node probabilities, sparse
+            risk = (increments @ mass.T).T
+            near = risk <= risk.min(dim=1, keepdim=True).values + tie
+            out[start:start + rows] = near.to(torch.uint8).argmax(dim=1)
+            continue
         pn, pa = mass[:, 1:], mass.index_select(1, parent)
         bound = pn * g_in + (pa - pn) * g_sib + (1 - pa) * g_out
         keep = torch.ones_like(mass, dtype=torch.bool)
