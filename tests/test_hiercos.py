@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from hafcls.errors import HafclsError
 from hafcls.frames.hiercos import SELF_SUFFIX, node_subspaces, random_rotation
 from hafcls.hierarchy import Hierarchy
-from hafcls.losses.hiercos import ALPHA_PRESETS, SubspacePathLoss, path_weights
+from hafcls.losses.hiercos import SubspacePathLoss, path_weights
+from hafcls.methods.hiercos import ALPHA_PRESETS
 from hafcls.models.hiercos_head import SubspaceHead
 
 # root -> A{a1, a2, a3}, B{b1, b2}, C{c1}: six leaf classes, height 2

@@ -260,7 +260,7 @@ def test_hxe_two_level_tree_by_hand(alpha):
     logits = torch.tensor([[1.0, 0.0, -1.0], [0.3, 2.0, 0.1], [-0.5, 0.2, 1.5]])
     y = torch.tensor([0, 1, 2])
     expected = np.mean([hxe_by_hand(logits[i].tolist(), int(y[i]), alpha) for i in range(3)])
-    got = HierarchicalCrossEntropy(two_level(), alpha=alpha)(logits, None, y)
+    got = HierarchicalCrossEntropy(two_level(), alpha=alpha, normalisation="nodes")(logits, None, y)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -268,7 +268,7 @@ def test_hxe_flat_tree_is_scaled_cross_entropy():
     h = Hierarchy.from_edges([("r", c) for c in "abcd"])
     logits = torch.randn(5, 4)
     y = torch.tensor([0, 1, 2, 3, 0])
-    got = HierarchicalCrossEntropy(h, alpha=0.0)(logits, None, y)
+    got = HierarchicalCrossEntropy(h, alpha=0.0, normalisation="nodes")(logits, None, y)
     # alpha = 0: every node weighs 1/Z with Z = 5 nodes; the only edge is root -> class
     assert got.item() == pytest.approx(F.cross_entropy(logits, y).item() / 5, rel=1e-5)
 
@@ -276,7 +276,7 @@ def test_hxe_flat_tree_is_scaled_cross_entropy():
 def test_hxe_class_at_internal_node_and_extreme_logits():
     # class "A" sits at an internal node above x and y: P(A) includes x and y
     h = Hierarchy.from_edges(TWO_LEVEL, classes=["x", "y", "z", "A"])
-    loss = HierarchicalCrossEntropy(h, alpha=0.0)
+    loss = HierarchicalCrossEntropy(h, alpha=0.0, normalisation="nodes")
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0]])
     # target A: one edge root -> A, P(A) = 3/4 ; nodes: root, A, B, x, y, z -> Z = 6
     got = loss(logits, None, torch.tensor([3]))

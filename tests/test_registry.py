@@ -13,15 +13,20 @@ from hafcls.losses import (
     HUGLoss,
     SoftLabelLoss,
 )
+from hafcls.losses.hiercos import SubspacePathLoss
 from hafcls.methods import available_methods, get_method
 
-NAMES = ["ce", "ebv", "etf-dr", "haframe", "hug-mgd", "hug-mhe", "hug-mhs", "hxe", "soft-labels"]
+NAMES = ["ce", "ebv", "etf-dr", "haframe", "hier-cos", "hug-mgd", "hug-mhe", "hug-mhs", "hxe",
+         "hxe-a0.1", "hxe-a0.6", "soft-labels", "soft-labels-b30", "soft-labels-b4"]
 EDGES = [("root", "A"), ("A", "a1"), ("A", "a2"), ("root", "B"), ("B", "b1"), ("B", "b2"),
          ("B", "b3")]
 LOSS_TYPES = {
     "ce": CrossEntropyLoss, "ebv": CrossEntropyLoss, "etf-dr": DotRegressionLoss,
     "haframe": HAFrameLoss, "hug-mgd": HUGLoss, "hug-mhe": HUGLoss, "hug-mhs": HUGLoss,
     "hxe": HierarchicalCrossEntropy, "soft-labels": SoftLabelLoss,
+    "hier-cos": SubspacePathLoss, "hxe-a0.1": HierarchicalCrossEntropy,
+    "hxe-a0.6": HierarchicalCrossEntropy, "soft-labels-b4": SoftLabelLoss,
+    "soft-labels-b30": SoftLabelLoss,
 }
 
 

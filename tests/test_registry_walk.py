@@ -139,7 +139,7 @@ def test_every_recipe_resolves(name):
 
 def test_list_functions_read_the_registries():
     assert hafcls.list_methods() == METHODS.names()
-    assert hafcls.list_heads() == ["ebv", "etf", "haframe", "hug", "linear"]
+    assert hafcls.list_heads() == ["ebv", "etf", "haframe", "hug", "linear", "subspace"]
     assert hafcls.list_datasets()[0] == "synthetic"
     assert "wordnet" in hafcls.list_hierarchy_sources()
     assert hafcls.list_recipes() == RECIPES.names()

@@ -1,8 +1,11 @@
 """Equiangular Basis Vectors (EBV; METHODS.md §4): fixed, nearly orthogonal unit class vectors.
 
-K unit vectors in d dimensions (``d < K`` allowed) found by minimising
-``sum_{i != j} relu(|cos(w_i, w_j)| - tau)`` with Adam, on CPU, from a seeded Gaussian start.
-No hierarchy is involved; the frame has no target cosines (``similarity=None``).
+K unit vectors in d dimensions. For ``d >= K`` they are exactly orthonormal (a seeded Haar-random
+orthonormal set: the limit of the optimisation, every |cos| = 0 <= τ). For ``d < K`` they are
+found by minimising ``sum_{i != j} relu(|cos(w_i, w_j)| - tau)`` with Adam, on CPU, from a
+seeded Gaussian start, with the official τ = 0.002 (below the Welch bound for d < K, so every
+step pushes the worst pairs down). No hierarchy is involved; the frame has no target cosines
+(``similarity=None``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
-from hafcls.frames.etf import _check_num_classes
+from hafcls.frames.etf import _check_num_classes, random_orthonormal
 from hafcls.frames.frame import Frame
 
 
@@ -24,14 +27,8 @@ def welch_bound(num_classes: int, dim: int) -> float:
     return math.sqrt((num_classes - dim) / (dim * (num_classes - 1)))
 
 
-def default_tau(num_classes: int, dim: int) -> float:
-    """``tau`` used when none is given: 1.5 x the Welch bound, and at least 0.02.
-
-    Random unit vectors have ``max |cos|`` around ``sqrt(4 ln K / d)``; a few hundred Adam steps
-    reach about 1.5 x the Welch bound for the sizes used in classification (K up to a few
-    thousand), while the bound itself is reachable only in special cases.
-    """
-    return max(1.5 * welch_bound(num_classes, dim), 0.02)
+#: the official EBV code's bound on |cos| (Shen et al. 2023; METHODS.md §4)
+EBV_TAU = 0.002
 
 
 def max_abs_cosine(weight: torch.Tensor, block: int = 2048) -> float:
@@ -61,7 +58,7 @@ def equiangular_basis(
     Parameters
     ----------
     tau:
-        Target bound on ``|cos|``; default :func:`default_tau`.
+        Target bound on ``|cos|``; default :data:`EBV_TAU` (0.002, the official code's).
     steps, lr:
         Adam steps and learning rate (on unnormalised vectors; columns are normalised each step).
     batch:
@@ -74,11 +71,18 @@ def equiangular_basis(
     k = _check_num_classes(num_classes)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise HafclsError(f"dim must be a positive integer, got {dim!r}.", "pass e.g. dim=512.")
-    tau = default_tau(k, dim) if tau is None else float(tau)
+    tau = EBV_TAU if tau is None else float(tau)
     if not 0 <= tau < 1:
-        raise HafclsError(f"tau must be in [0, 1), got {tau!r}.", "pass e.g. tau=0.05.")
+        raise HafclsError(f"tau must be in [0, 1), got {tau!r}.", "pass e.g. tau=0.002.")
     if steps < 0:
         raise HafclsError(f"steps must be >= 0, got {steps}.", "pass e.g. steps=300.")
+    if dim >= k:  # the exact optimum: K orthonormal columns, every |cos| = 0
+        q = random_orthonormal(int(dim), k, np.random.default_rng(int(seed)))
+        weight = torch.from_numpy(q).to(torch.float32).contiguous()
+        return Frame(weight=weight, similarity=None, kind="ebv", method="orthonormal",
+                     dim=int(dim), max_error=None, seed=seed,
+                     info={"tau": tau, "steps": 0, "lr": lr,
+                           "max_abs_cos": max_abs_cosine(weight)})
     gen = torch.Generator().manual_seed(int(seed))
     w = torch.randn(int(dim), k, generator=gen, dtype=torch.float32)
     use_batch = batch is not None and k > batch

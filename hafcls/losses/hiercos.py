@@ -20,7 +20,7 @@
   ``2·(1 − |z_{y_t}| / Σ_{n at depth t} |z_n|)``, which is how it is computed (no loop over
   levels). Depths below the end of a short path (unbalanced trees) are skipped; the terms of a
   path are summed, then averaged over the batch.
-- α per dataset (the paper's): :data:`ALPHA_PRESETS`.
+- α per dataset (the paper's): ``hafcls.methods.hiercos.ALPHA_PRESETS``.
 """
 
 from __future__ import annotations
@@ -30,13 +30,7 @@ from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
 
-ALPHA_PRESETS: dict[str, float] = {
-    "cifar100": 0.05,
-    "fgvc-aircraft": 0.1,
-    "inat2019": 0.001,
-    "tiered-imagenet": 1e-5,
-}
-ALPHA_DEFAULT = 0.05  # any other dataset: the small-data CIFAR-100 setting
+ALPHA_DEFAULT = 0.05  # the CIFAR-100 setting; per-dataset α in hafcls.methods.hiercos
 
 
 def path_weights(paths: Tensor, renormalise: bool = False) -> Tensor:
@@ -71,7 +65,8 @@ class SubspacePathLoss(nn.Module):
     coord_depth:
         (d,) depth 1..height of every coordinate (``NodeSubspaces.depths``).
     alpha:
-        Weight of the level-wise term (>= 0); see :data:`ALPHA_PRESETS`.
+        Weight of the level-wise term (>= 0); the paper's per dataset are in
+        ``hafcls.methods.hiercos.ALPHA_PRESETS``.
     renormalise:
         Use the normalised target ``softmax(2/r)`` instead of the squared weights (see above).
     """

@@ -32,7 +32,16 @@ Adding a method: a new module here that decorates ``factory(dataset) -> Method``
 """
 
 # one import per method module: importing registers its methods
-from hafcls.methods import ce, ebv, etf_dr, haframe, hug, hxe, soft_labels  # noqa: F401
+from hafcls.methods import (  # noqa: F401
+    ce,
+    ebv,
+    etf_dr,
+    haframe,
+    hiercos,
+    hug,
+    hxe,
+    soft_labels,
+)
 from hafcls.methods.base import (
     COSINE_TEMPERATURE,
     Method,

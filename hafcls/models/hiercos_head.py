@@ -32,12 +32,21 @@ from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
 from hafcls.frames.hiercos import NodeSubspaces, node_subspaces, random_rotation
-from hafcls.models.head_base import FixedFrameHead, build_projection
+from hafcls.models.head_base import (
+    FROM_STATE_DICT,
+    FixedFrameHead,
+    Head,
+    HeadContext,
+    build_projection,
+    register_head,
+)
 from hafcls.models.transformation_module import build_transform
+from hafcls.validation import Option
 
 DENSE_MEMBERSHIP_MAX = 1 << 22  # K x d entries up to which the scores are one dense matmul
 
 
+@register_head
 class SubspaceHead(FixedFrameHead):
     """Type-II trunk, fixed rotation to node coordinates, class scores ``‖P_c z‖₂``.
 
@@ -58,6 +67,35 @@ class SubspaceHead(FixedFrameHead):
     """
 
     kind = "subspace"
+    options = (
+        Option("seed", int, 0, None, help="Seed of the fixed random rotation (default: the "
+                                           "run's seed)."),
+        Option("feature_input", str, choices=("auto", "map", "pooled"),
+               help="Read the feature map (1x1 conv + pooling) or pooled features."),
+    )
+
+    @classmethod
+    def reads_feature_map(cls, options: Mapping) -> bool:
+        return True
+
+    @classmethod
+    def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
+        """The head of ``ctx.hierarchy``: its node subspaces are a function of the tree, the
+        rotation of the seed (from a checkpoint, both come back with the state dict)."""
+        if ctx.given is not None:
+            raise HafclsError(
+                "The subspace head builds its class subspaces from the hierarchy; it takes no "
+                "frame.", "drop the frame argument.")
+        if ctx.hierarchy is None:
+            raise HafclsError("The subspace head needs the hierarchy.", "pass hierarchy=.")
+        input_kind = ctx.options.get("feature_input", "pooled")
+        seed = int(ctx.options.get("seed", 0))
+        subspaces = node_subspaces(ctx.hierarchy)
+        # from a checkpoint the rotation is overwritten by load_state_dict: skip the QR
+        rotation = torch.eye(subspaces.dim) if ctx.frame_arg == FROM_STATE_DICT else None
+        head = cls(ctx.in_features(input_kind), subspaces, seed=seed, rotation=rotation,
+                   input_kind=input_kind, transform=ctx.transform)
+        return head, {"seed": seed, "feature_input": input_kind}
 
     def __init__(
         self,
