@@ -163,3 +163,44 @@ def test_on_true_path_and_the_node_metrics_on_a_hand_tree():
     assert m["node_acc"] == 0.5 and m["node_depth"] == 2.0
     # expected: a1 for the first sample costs 0.01 * 1 (a2) + 0.01 * 2 (b1), the second 0.5
     assert m["cost"] == pytest.approx(0.5) and m["expected_cost"] == pytest.approx(0.265)
+
+
+# ---------------------------------------------------------------------- hafcls plot
+def test_plot_command_writes_every_figure_and_caches_the_decisions(run, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from hafcls.engine import evaluate as engine_evaluate
+    from hafcls.engine import figures
+
+    root, out, h = run
+    result = _invoke("plot", out, "-o", root / "plots")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (root / "plots").iterdir())
+    assert names == ["confusion.png", "hierdist_at_k.png", "mistake_distances.png",
+                     "risk_coverage.png", "similarity.png", "training_curves.png"]
+    for name in names:
+        data = (root / "plots" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    # the cached decisions equal the library on the evaluate scores of the same checkpoint
+    _, p, y, _ = _evaluate(root, out, "argmax")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cached decisions should be reused")
+
+    monkeypatch.setattr(engine_evaluate, "evaluate_checkpoint", refuse)
+    cached = figures.decision_analysis(out, device="cpu")
+    assert cached["split"] == "test"
+    expected = np.zeros((h.num_classes, h.num_classes), dtype=np.int64)
+    np.add.at(expected, (y.numpy(), p.argmax(1).numpy()), 1)
+    np.testing.assert_array_equal(cached["confusion"], expected)
+    assert cached["aurc"] == pytest.approx(inference.risk_coverage(p, y, h)["aurc"], abs=1e-6)
+
+
+def test_plot_methods_filter_names_missing_methods(tmp_path):
+    from hafcls.engine.figures import select_methods
+    from hafcls.errors import HafclsError
+
+    groups = {"ce": [tmp_path], "haframe": [tmp_path]}
+    assert list(select_methods(groups, ["haframe", "ce"])) == ["haframe", "ce"]
+    assert select_methods(groups, None) is groups
+    with pytest.raises(HafclsError, match="bogus"):
+        select_methods(groups, ["bogus"])

@@ -142,3 +142,119 @@ def test_missing_matplotlib_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import raises ImportError
     with pytest.raises(HafclsError, match=r"pip install hafcls\[plots\]"):
         plots.plot_hierdist_curves({"a": [0.1, 0.2]})
+
+
+# ---------------------------------------------------------------------- tree-ordered confusion
+def _deep_tree():
+    # alphabetical class order a..f interleaves the groups; the tree order must not
+    return Hierarchy.from_edges([("root", "G1"), ("root", "G2"), ("G1", "g11"), ("G1", "g12"),
+                                 ("G2", "g21"), ("g11", "c"), ("g11", "e"), ("g12", "a"),
+                                 ("g21", "b"), ("g21", "d"), ("g21", "f")])
+
+
+def _expected_order(h):
+    # depth-first: G1 before G2 and g11 before g12 exactly when they come first in h.nodes
+    first = {n: h.nodes.index(n) for n in h.nodes}
+    g1 = sorted([sorted(["c", "e"], key=h.class_index), ["a"]],
+                key=lambda grp: first["g11" if "c" in grp else "g12"])
+    blocks = [[c for grp in g1 for c in grp], sorted(["b", "d", "f"], key=h.class_index)]
+    blocks.sort(key=lambda grp: first["G1" if "a" in grp else "G2"])
+    return [h.class_index(c) for grp in blocks for c in grp]
+
+
+def test_tree_order_and_group_boundaries_on_a_hand_tree():
+    h = _deep_tree()
+    assert h.classes == ["a", "b", "c", "d", "e", "f"]
+    order = plots.class_order(h)
+    assert order.tolist() == _expected_order(h)
+    g1_first = h.nodes.index("G1") < h.nodes.index("G2")
+    assert plots.group_boundaries(h, order, 1).tolist() == [3]
+    # depth 2: G1's block splits into g11 (2 classes) and g12 (1), G2 is one block (g21)
+    g11_first = h.nodes.index("g11") < h.nodes.index("g12")
+    inner = 2 if g11_first else 1
+    expected = sorted({inner if g1_first else 3 + inner, 3})
+    assert plots.group_boundaries(h, order, 2).tolist() == expected
+    blocks = plots.tree_blocks(h, order, 1)
+    assert [(a, b) for a, b, _ in blocks] == [(0, 3), (3, 6)]
+    assert {n for _, _, n in blocks} == {"G1", "G2"}
+
+
+def test_confusion_matrix_counts_and_within_group_share():
+    h = _deep_tree()
+    c = plots.confusion_matrix([0, 1, 2, 1, 3], [0, 0, 2, 3, 3], 6)
+    assert c.dtype == np.int64 and c.sum() == 5
+    assert (c[0, 0], c[0, 1], c[2, 2], c[3, 1], c[3, 3]) == (1, 1, 1, 1, 1)
+    # mistakes: a->b (G1 vs G2, outside), d->b (both G2, inside)
+    assert plots.within_group_share(c, h, depth=1) == pytest.approx(0.5)
+    with pytest.raises(HafclsError, match="0..5"):
+        plots.confusion_matrix([6], [0], 6)
+
+
+def test_confusion_figure_permutes_rows_marks_groups_and_names_axes(tmp_path):
+    h = _deep_tree()
+    k = h.num_classes
+    counts = np.arange(1, k * k + 1).reshape(k, k)  # every cell distinct
+    fig = plots.plot_confusion({"ce": counts, "haframe": [counts, counts]}, h,
+                               normalise=False, log=False)
+    axes = plots.panels(fig)
+    assert len(axes) == 2
+    order = plots.class_order(h)
+    drawn = np.asarray(axes[0].get_images()[0].get_array())
+    np.testing.assert_array_equal(drawn, counts[np.ix_(order, order)])
+    np.testing.assert_array_equal(np.asarray(axes[1].get_images()[0].get_array()),
+                                  2 * counts[np.ix_(order, order)])  # seeds are summed
+    names = [h.classes[i] for i in order]
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == names
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == names
+    # horizontal boundary lines at every depth-1 and depth-2 block start (between cells)
+    ys = sorted({float(line.get_ydata()[0]) for line in axes[0].get_lines()
+                 if len(line.get_xdata()) == 2 and line.get_transform() is not None
+                 and list(line.get_xdata()) == [0, 1]})
+    starts = sorted({*plots.group_boundaries(h, order, 1), *plots.group_boundaries(h, order, 2)})
+    assert ys == [p - 0.5 for p in starts]
+    texts = [t.get_text() for t in axes[0].texts]
+    assert "G1" in texts and "G2" in texts  # the depth-1 brackets are named
+    _check_png(plots.save_figure(fig, tmp_path / "confusion.png"), fig)
+
+
+def test_confusion_figure_normalised_log_and_indices_for_many_classes(tmp_path):
+    edges = [("root", f"g{i // 9}") for i in range(0, 45, 9)]
+    edges += [(f"g{i // 9}", f"c{i:02d}") for i in range(45)]
+    h = Hierarchy.from_edges(edges)
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=(45, 45)) + np.diag(np.full(45, 20))
+    fig = plots.plot_confusion({"m": counts}, h)
+    ax = plots.panels(fig)[0]
+    order = plots.class_order(h)
+    drawn = ax.get_images()[0].get_array()
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(drawn.filled(0), shares[np.ix_(order, order)])
+    assert type(ax.get_images()[0].norm).__name__ == "LogNorm"
+    fmt = ax.xaxis.get_major_formatter()
+    assert fmt(0, 0) == str(order[0]) and fmt(44, 0) == str(order[44])  # indices, not names
+    _check_png(plots.save_figure(fig, tmp_path / "many.png"), fig)
+
+
+def test_risk_coverage_figure(tmp_path):
+    from hafcls.inference import risk_coverage
+
+    h = _deep_tree()
+    rng = np.random.default_rng(1)
+    curves = []
+    for _ in range(2):
+        probs = rng.dirichlet(np.ones(6), size=40)
+        curves.append(risk_coverage(probs, rng.integers(0, 6, size=40), h))
+    fig = plots.plot_risk_coverage({"one": curves[0], "two seeds": curves})
+    ax = plots.panels(fig)[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0] == f"one (AURC {curves[0]['aurc']:.3f})"
+    mean = (curves[0]["aurc"] + curves[1]["aurc"]) / 2
+    assert legend[1] == f"two seeds (AURC {mean:.3f})"
+    line = ax.get_lines()[0]
+    order = np.argsort(curves[0]["coverage"], kind="stable")
+    np.testing.assert_allclose(line.get_xdata(), curves[0]["coverage"][order])
+    np.testing.assert_allclose(line.get_ydata(), curves[0]["risk"][order])
+    assert len(ax.collections) == 1  # the band of the two seeds
+    _check_png(plots.save_figure(fig, tmp_path / "rc.png"), fig)
+    with pytest.raises(HafclsError, match="risk_coverage"):
+        plots.plot_risk_coverage({"bad": {"risk": [0.1]}})

@@ -24,6 +24,7 @@ COMMANDS = {
     "quickstart": "hafcls.cli.quickstart:command",
     "compare": "hafcls.cli.compare:command",
     "plot": "hafcls.cli.plot:command",
+    "recipes": "hafcls.cli.recipes:command",
 }
 
 

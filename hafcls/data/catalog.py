@@ -6,7 +6,8 @@ in ``hafcls/data/`` plus one entry in ``MODULES``. The default dataset (syntheti
 
 import importlib
 
-MODULES = ("synthetic", "cifar100", "fgvc_aircraft", "inaturalist", "folder")
+MODULES = ("synthetic", "cifar100", "fgvc_aircraft", "inaturalist", "tiered_imagenet",
+           "folder")
 
 for _name in MODULES:
     importlib.import_module(f"hafcls.data.{_name}")

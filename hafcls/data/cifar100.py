@@ -3,8 +3,13 @@
 The files are read through :func:`hafcls.hierarchy.sources.cifar100.read_cifar_pickle` (a
 restricted unpickler; torchvision's ``CIFAR100`` uses an unrestricted ``pickle.load``). Each row of
 ``data`` is a 32x32 RGB image stored channel-major (1024 red, 1024 green, 1024 blue values).
-Validation is the last ``val_per_class`` (default 50) training images of each class in file order,
-training the rest; test is the official test file.
+Validation is the last ``val_per_class`` (default 50) training images of each class, training the
+rest (45,000 / 5,000); test is the official test file (10,000). With ``split_seed`` (the papers'
+protocol; the recipes set 0, the same split for every run) the training images are shuffled by
+that seed first; by default (None) the last images of each class in file order are held out.
+
+The hierarchy is the papers' 5-level tree (``hafcls.hierarchy.load("cifar100")``); ``levels=2``
+(or ``--hierarchy cifar100-coarse``) gives the files' own 2-level superclass tree.
 """
 
 from __future__ import annotations
@@ -39,6 +44,18 @@ from hafcls.validation import Option
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 VAL_PER_CLASS = 50
+SPLIT_SEED = None  # file order; the recipes use 0 (a seeded shuffle)
+
+
+def held_out(fine: np.ndarray, val_per_class: int, split_seed: int | None) -> np.ndarray:
+    """Mask of the validation images: the last ``val_per_class`` of each class after a
+    permutation drawn from ``split_seed`` (file order when it is None)."""
+    if split_seed is None:
+        return last_per_class(fine, val_per_class)
+    order = np.random.default_rng(split_seed).permutation(len(fine))
+    mask = np.empty(len(fine), dtype=bool)
+    mask[order] = last_per_class(fine[order], val_per_class)
+    return mask
 
 
 def locate_cifar100(root: str | os.PathLike, download: bool = False) -> Path:
@@ -88,7 +105,10 @@ class CIFAR100(Dataset):
         A user tree whose classes include every fine label name; default
         :func:`hafcls.hierarchy.sources.cifar100.cifar100`.
     val_per_class:
-        Training images per class held out (the last ones of each class) for validation.
+        Training images per class held out for validation.
+    split_seed:
+        Seed of the shuffle before the last ``val_per_class`` images of each class are held out
+        (``None``: file order).
     download:
         Fetch and extract the official archive into ``root`` when it is missing.
     """
@@ -102,6 +122,7 @@ class CIFAR100(Dataset):
         val_per_class: int = VAL_PER_CLASS,
         download: bool = False,
         _source: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+        split_seed: int | None = SPLIT_SEED,
     ):
         check_split(split, ("train", "val", "test", "trainval"))
         if isinstance(val_per_class, bool) or not isinstance(val_per_class, (int, np.integer)) \
@@ -123,7 +144,7 @@ class CIFAR100(Dataset):
                 "re-download the official archive.",
             )
         if split in ("train", "val"):
-            held = last_per_class(fine, val_per_class)
+            held = held_out(fine, val_per_class, split_seed)
             counts = np.bincount(fine, minlength=len(names))
             short = np.flatnonzero((counts > 0) & (counts <= val_per_class))
             if short.size:
@@ -166,14 +187,17 @@ def cifar100_splits(
     download: bool = False,
     train_transform: Callable | None = None,
     eval_transform: Callable | None = None,
+    split_seed: int | None = SPLIT_SEED,
+    levels: int = 5,
 ) -> tuple[Hierarchy, CIFAR100, CIFAR100, CIFAR100]:
-    """``(hierarchy, train, val, test)`` reading each official file once."""
+    """``(hierarchy, train, val, test)`` reading each official file once; the hierarchy is the
+    ``levels``-level tree of the files unless one is given."""
     folder = locate_cifar100(root, download)
-    h = cifar100(folder) if hierarchy is None else hierarchy
+    h = cifar100(folder, levels=levels) if hierarchy is None else hierarchy
     names = fine_label_names(folder)
     train_src = (*read_cifar_file(folder, "train"), names)
     test_src = (*read_cifar_file(folder, "test"), names)
-    common = dict(hierarchy=h, val_per_class=val_per_class)
+    common = dict(hierarchy=h, val_per_class=val_per_class, split_seed=split_seed)
     train = CIFAR100(folder, "train", transform=train_transform, _source=train_src, **common)
     val = CIFAR100(folder, "val", transform=eval_transform, _source=train_src, **common)
     test = CIFAR100(folder, "test", transform=eval_transform, _source=test_src, **common)
@@ -182,14 +206,24 @@ def cifar100_splits(
 
 @register_dataset("cifar100", image_size=32, mean=CIFAR100_MEAN, std=CIFAR100_STD,
                   aliases=("cifar-100",), skip_corrupt=False,
-                  options=(Option("val_per_class", int, 0, 499),),
-                  help="CIFAR-100 (python pickles), 45k/5k/10k split, its own 2-level tree.")
+                  options=(Option("val_per_class", int, 0, 499),
+                           Option("split_seed", int, 0, None, nullable=True,
+                                  help="Shuffle before holding out validation (None: file "
+                                       "order)."),
+                           Option("levels", int, 2, 5,
+                                  help="5: the papers' tree (default); 2: the superclasses.")),
+                  help="CIFAR-100 (python pickles), 45k/5k/10k split, the papers' 5-level tree "
+                       "(levels=2 or --hierarchy cifar100-coarse: the 2-level superclasses).")
 def build_cifar100(req: DatasetRequest):
     from hafcls.hierarchy.sources.cifar100 import LAYOUT
 
     root = req.need_dir("cifar100", LAYOUT)
     val_per_class = req.options.get("val_per_class", VAL_PER_CLASS)
+    split_seed = req.options.get("split_seed", SPLIT_SEED)
+    levels = req.options.get("levels", 5)
     hierarchy = None if req.hierarchy is None else resolve_hierarchy(req.hierarchy)
     h, train, val, test = cifar100_splits(root, hierarchy, val_per_class, req.download,
-                                          req.train_transform, req.eval_transform)
-    return h, train, val, test, {"val_per_class": val_per_class}
+                                          req.train_transform, req.eval_transform, split_seed,
+                                          levels)
+    return h, train, val, test, {"val_per_class": val_per_class, "split_seed": split_seed,
+                                 "hierarchy": h.meta.get("name")}

@@ -14,6 +14,11 @@ id, class ids are ``str(category id)`` (the hierarchy from
 The competition never released labels for ``test2019.json``; when the test json has no
 annotations, :func:`inat2019_splits` evaluates on the official validation set and holds out the
 last ``val_per_class`` training images of each class for validation (the protocol is recorded).
+
+The papers' protocol is making-better-mistakes' re-split of train+val (``splits_inat19.zip``):
+pass it as the data option ``splits=PATH`` (:func:`inat2019_from_listing`); images are then read
+from ``root/<split>/nat<category id, 4 digits>/<file name>`` and the taxonomy from
+``categories``, ``root/categories.json`` or ``root/train2019.json`` (or ``--hierarchy``).
 """
 
 from __future__ import annotations
@@ -216,16 +221,46 @@ def inat2019_splits(
     return hierarchy, train, val, test, "val-as-test"
 
 
+def inat2019_from_listing(req: DatasetRequest, root: Path, hierarchy: Hierarchy | None):
+    """The papers' splits: making-better-mistakes' listing ``req.options["splits"]``."""
+    from hafcls.data.split_listings import inat2019_listing
+    from hafcls.data.tiered_imagenet import datasets_from_listing, listing_info
+
+    source = req.options["splits"]
+    if hierarchy is None:
+        categories = req.options.get("categories")
+        train_json = root / SPLIT_FILES["train"]
+        if categories is None and not (root / "categories.json").is_file() \
+                and not train_json.is_file():
+            raise HafclsError(
+                f"No iNaturalist taxonomy found in {root} for the split listing.",
+                "put categories.json (or train2019.json) there, pass data option categories=, "
+                "or --hierarchy.")
+        train = {} if categories or (root / "categories.json").is_file() else read_json(
+            train_json)
+        hierarchy = inaturalist(category_source(root, categories, train))
+    listing = inat2019_listing(source, hierarchy)
+    train, val, test = datasets_from_listing(listing, root, hierarchy, req,
+                                             bool(req.options.get("skip_corrupt", False)))
+    return hierarchy, train, val, test, listing_info(listing, source)
+
+
 @register_dataset("inat2019", image_size=224,
                   aliases=("inat", "inat-2019", "inaturalist2019", "inaturalist-2019"),
                   options=(Option("split_files", dict), Option("categories", (str, os.PathLike)),
-                           Option("val_per_class", int, 0, None)),
-                  help="iNaturalist 2019 competition files, 1,010 species in 7 ranks.")
+                           Option("val_per_class", int, 0, None),
+                           Option("splits", (str, os.PathLike),
+                                  help="making-better-mistakes' split listing (the papers' "
+                                       "splits; zip or folder).")),
+                  help="iNaturalist 2019, 1,010 species in 7 ranks: the papers' split listing "
+                       "(data option splits=PATH) or the competition files.")
 def build_inat2019(req: DatasetRequest):
     if req.download:
         raise HafclsError("iNaturalist 2019 cannot be downloaded automatically.", f"{WHERE}.")
     root = req.need_dir("inat2019", LAYOUT)
     hierarchy = None if req.hierarchy is None else resolve_hierarchy(req.hierarchy)
+    if req.options.get("splits") is not None:
+        return inat2019_from_listing(req, root, hierarchy)
     h, train, val, test, protocol = inat2019_splits(
         root, hierarchy, train_transform=req.train_transform,
         eval_transform=req.eval_transform, **req.options)

@@ -10,6 +10,9 @@ Every pipeline accepts a PIL image, a ``HWC`` uint8 numpy array or a ``CHW`` uin
 returns a float32 ``CHW`` tensor normalised with ``mean`` / ``std``. Geometric steps are
 torchvision v2 transforms; conversion and normalisation are fused into one step
 (:class:`ToNormalizedTensor`), which is what keeps small-image pipelines fast.
+
+:data:`PRESETS` are the papers' own pipelines (:func:`preset_transforms`): reflect padding for
+CIFAR, stretch + pad-crop for FGVC-Aircraft, stretch-only evaluation for iNat and tieredImageNet.
 """
 
 from __future__ import annotations
@@ -204,6 +207,59 @@ def build_transforms(
         steps += [resize, v2.CenterCrop(size)]
     steps.append(ToNormalizedTensor(mean, std))
     return v2.Compose(steps)
+
+
+# ---------------------------------------------------------------------- the papers' pipelines
+#: transform presets of the HAFrame/HAF recipes (METHODS.md section 2), selected by a recipe's
+#: ``transform_preset``; each is ``(train, eval)`` geometry before one fused normalisation
+PRESETS = {
+    "cifar": "train: 4-px reflect padding + random crop + flip; eval: the image as it is",
+    "fgvc": "train: stretch to size x size + random crop with 4-px zero padding + flip; "
+            "eval: stretch to size x size (no crop)",
+    "stretch": "train: RandomResizedCrop + flip; eval: stretch to size x size (no crop)",
+}
+PRESET_PADDING = 4
+
+
+def preset_transforms(name: str, image_size, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      hflip: float = 0.5, interpolation="bilinear") -> v2.Compose:
+    """The train or eval pipeline of the preset ``name`` (:data:`PRESETS`).
+
+    ``"cifar"`` (CIFAR-100 from scratch): ``RandomCrop(size, padding=4, padding_mode="reflect")``
+    + flip; at evaluation nothing but the normalisation (images are resized only when they are
+    not already ``size x size``, which CIFAR's are). ``"fgvc"`` (FGVC-Aircraft):
+    ``Resize((size, size))`` (a stretch; the whole aircraft stays in view) ->
+    ``RandomCrop(size, padding=4)`` -> flip; eval ``Resize((size, size))``. ``"stretch"``
+    (iNat-2019, tieredImageNet-H): ``RandomResizedCrop`` + flip; eval ``Resize((size, size))``
+    without a centre crop.
+    """
+    if name not in PRESETS:
+        raise HafclsError(f"Unknown transform preset {name!r}.",
+                          f"use one of {', '.join(PRESETS)}.")
+    size = _check_size(image_size)
+    interp = _interpolation(interpolation)
+    if not 0.0 <= float(hflip) <= 1.0:
+        raise HafclsError(f"hflip must be a probability, got {hflip!r}.", "use 0.5 or 0.")
+    stretch = v2.Resize((size, size), interpolation=interp, antialias=True)
+    steps: list = [ArrayToPIL(), stretch]  # a no-op on images already size x size
+    if train:
+        if name == "cifar":
+            steps.append(v2.RandomCrop(size, padding=PRESET_PADDING, padding_mode="reflect"))
+        elif name == "fgvc":
+            steps.append(v2.RandomCrop(size, padding=PRESET_PADDING))
+        else:
+            steps[-1] = v2.RandomResizedCrop(size, interpolation=interp, antialias=True)
+        if hflip > 0:
+            steps.append(v2.RandomHorizontalFlip(p=float(hflip)))
+    steps.append(ToNormalizedTensor(mean, std))
+    return v2.Compose(steps)
+
+
+def preset_pair(name: str, image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                hflip: float = 0.5, interpolation="bilinear") -> tuple[v2.Compose, v2.Compose]:
+    """``(train, eval)`` pipelines of a preset (see :func:`preset_transforms`)."""
+    return (preset_transforms(name, image_size, True, mean, std, hflip, interpolation),
+            preset_transforms(name, image_size, False, mean, std, hflip, interpolation))
 
 
 def _data_config(model_or_cfg) -> dict:

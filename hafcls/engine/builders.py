@@ -42,6 +42,8 @@ def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=No
         kwargs.pop("branching", None)  # the synthetic tree is given, not generated
     kwargs.update(data_dir=config.data_dir, hierarchy=hierarchy, image_size=config.image_size,
                   download=config.download)
+    if config.transform_preset:
+        kwargs.update(zip(("train_transform", "eval_transform"), preset_pipelines(config)))
 
     def build():
         return build_datasets(config.data, **kwargs)
@@ -51,6 +53,19 @@ def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=No
         D.barrier()
         return bundle if bundle is not None else build()
     return build()
+
+
+def preset_pipelines(config: TrainConfig, mean=None, std=None):
+    """``(train, eval)`` transforms of ``config.transform_preset`` at the run's image size, with
+    the dataset's normalisation (or the given ``mean`` / ``std``, e.g. a pretrained backbone's)."""
+    from hafcls.data.transforms import preset_pair
+    from hafcls.registry import DATASETS
+
+    spec = DATASETS.get(config.data)
+    opts = config.data_options
+    return preset_pair(config.transform_preset, config.image_size or spec.image_size,
+                       mean or opts.get("mean", spec.mean), std or opts.get("std", spec.std),
+                       opts.get("hflip", spec.hflip), opts.get("interpolation", "bilinear"))
 
 
 def make_eval_loader(dataset, config: TrainConfig, info: D.DistInfo,
@@ -82,16 +97,37 @@ def build_method_and_model(config: TrainConfig, hierarchy):
     method = get_method(config.method, dataset=config.data)
     if config.method_options:
         method = method.with_options(**config.method_options)
+    method = seed_frame(method, config)
     model = method.create_model(config.model, hierarchy, pretrained=config.pretrained,
                                 pretrained_file=config.pretrained_file,
                                 timm_kwargs=dict(config.model_options))
     return method, model
 
 
+def seed_frame(method, config: TrainConfig):
+    """The method with its head's ``seed`` (the fixed frame's random rotation) set to the run's
+    ``--seed``, unless ``method_options`` or ``model_options`` give one explicitly."""
+    from hafcls.methods.base import head_options
+
+    explicit = "seed" in config.method_options or "seed" in config.model_options
+    if explicit or "seed" not in {o.name for o in head_options(method.head)}:
+        return method
+    return method.with_options(seed=int(config.seed))
+
+
 def match_backbone_transforms(bundle, model, config: TrainConfig) -> None:
     """A pretrained backbone sees images normalised as in its pretraining (timm's data config);
-    a backbone trained from scratch keeps the dataset's own statistics."""
-    if config.pretrained or config.pretrained_file:
+    a backbone trained from scratch keeps the dataset's own statistics. A transform preset
+    keeps its geometry and takes only the backbone's mean and std."""
+    if not (config.pretrained or config.pretrained_file):
+        return
+    if config.transform_preset:
+        from hafcls.data.transforms import _data_config
+
+        cfg = _data_config(model)
+        bundle.set_transforms(*preset_pipelines(config, cfg["mean"], cfg["std"]))
+        bundle.mean, bundle.std = tuple(cfg["mean"]), tuple(cfg["std"])
+    else:
         bundle.use_model_transforms(model)
 
 

@@ -54,6 +54,10 @@ FIELD_OPTIONS = (
     Option("min_lr", float, 0.0, 1.0, help="a fraction of the peak LR"),
     Option("seed", int, 0),
 )
+# parameter roles that can get their own peak LR (``lr_groups``; hafcls.engine.optimization)
+LR_ROLES = ("backbone", "projection", "neck", "classifier", "loss")
+# transform presets a run can select (``transform_preset``; hafcls.data.transforms.PRESETS)
+TRANSFORM_PRESETS = ("cifar", "fgvc", "stretch")
 # fields whose values are the names of a registry (aliases accepted, stored canonical)
 FIELD_REGISTRIES = {"data": DATASETS}
 
@@ -70,6 +74,7 @@ class TrainConfig:
     download: bool = False
     image_size: int | None = None         # default: the dataset's native size
     data_options: dict = field(default_factory=dict)   # extra keyword arguments of build_datasets
+    transform_preset: str | None = None   # a paper's pipeline: cifar, fgvc, stretch (see docs)
     # ---- model and method
     method: str | None = None             # required: ce, haframe, etf-dr, hug-mhe, ...
     model: str | None = None              # required: a timm backbone name
@@ -84,6 +89,7 @@ class TrainConfig:
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.1                       # peak LR of the head (and of a from-scratch backbone)
     lr_backbone: float | None = None      # default: lr from scratch, lr / 10 when pretrained
+    lr_groups: dict = field(default_factory=dict)  # peak LR per parameter role (optimization.py)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -184,6 +190,10 @@ class TrainConfig:
             raise HafclsError(f"Unknown device {self.device!r}.",
                               "use auto, cpu, cuda or cuda:N.")
         metric_is_higher_better(self.select_metric)
+        _check_lr_groups(self.lr_groups)
+        if self.transform_preset not in (None, *TRANSFORM_PRESETS):
+            raise HafclsError(f"Unknown transform_preset {self.transform_preset!r}.",
+                              f"use one of {', '.join(TRANSFORM_PRESETS)} (or leave it unset).")
         return self
 
     def require_run_fields(self) -> None:
@@ -196,6 +206,15 @@ class TrainConfig:
                 raise HafclsError(f"No {key} given for the training run.",
                                   f"pass {flag} (e.g. {flag} {example}) or set {key!r} in the "
                                   "config file.")
+
+
+def _check_lr_groups(groups: dict) -> None:
+    wrong = sorted(set(groups) - set(LR_ROLES))
+    if wrong:
+        raise HafclsError(f"Unknown parameter role(s) in lr_groups: {', '.join(wrong)}.",
+                          f"use some of {', '.join(LR_ROLES)}.")
+    for role, value in groups.items():
+        Option(f"lr_groups.{role}", float, 0.0, None, "neither").check(value)
 
 
 # ---------------------------------------------------------------------- files

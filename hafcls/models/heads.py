@@ -36,6 +36,7 @@ __all__ = ["EBVHead", "ETFHead", "FixedFrameHead", "HAFrameHead", "Head", "HUGHe
 
 DIM = Option("dim", int, 1, None, nullable=True, help="Classifier dimension d.")
 SEED = Option("seed", int, 0, None, help="Seed of the frame's random rotation.")
+POOLINGS = ("avg", "max")
 FEATURE_INPUT = Option("feature_input", str, choices=("auto", "map", "pooled"),
                        help="Read the feature map (1x1 conv + pooling) or pooled features.")
 
@@ -95,28 +96,41 @@ class LinearHead(Head):
 
     - ``"plain"``: ``Linear(C, K)`` on the pooled features (timm's usual head).
     - ``"type1"``: ``BN -> Linear(C, hidden) -> BN -> ELU -> Linear(hidden, K)`` (HAFrame's
-      type-I baseline; ``hidden_dim`` defaults to K).
+      type-I baseline; ``hidden_dim`` defaults to K). The paper's exact head is
+      ``shape="type1", pooling="max", hidden_dim=600``: global *max* pooling of the backbone's
+      feature map instead of the backbone's own (average) pooling.
     - ``"type2"``: HAFrame's type-II trunk (projection -> BN -> transformation) with a
       learnable ``Linear(hidden, K)`` instead of the frame (the paper's ablation).
     """
 
     kind = "linear"
     options = (Option("shape", str, choices=LINEAR_SHAPES),
-               Option("hidden_dim", int, 1, None, nullable=True), FEATURE_INPUT)
+               Option("hidden_dim", int, 1, None, nullable=True), FEATURE_INPUT,
+               Option("pooling", str, choices=POOLINGS,
+                      help="'avg': the backbone's pooled features; 'max': global max pooling "
+                           "of its feature map (the paper's type-I head)."))
 
     @classmethod
     def reads_feature_map(cls, options: Mapping) -> bool:
-        return options.get("shape") == "type2"
+        return options.get("shape") == "type2" or options.get("pooling") == "max"
 
     @classmethod
     def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
         shape = ctx.options.get("shape", "plain")
+        pooling = ctx.options.get("pooling", "avg")
         input_kind = ctx.options.get("feature_input", "pooled")
+        if pooling == "max" and input_kind != "map":
+            raise HafclsError(
+                "Global max pooling needs the backbone's N x C x H x W feature map, but this "
+                "backbone gives pooled features.",
+                "use a CNN backbone, or pooling='avg'.")
         head = cls(ctx.in_features(input_kind), ctx.num_classes, shape,
-                   ctx.options.get("hidden_dim"), input_kind, ctx.transform)
+                   ctx.options.get("hidden_dim"), input_kind, ctx.transform, pooling)
         resolved = {"shape": shape, "hidden_dim": head.feature_dim}
-        if shape == "type2":
+        if shape == "type2" or pooling == "max":
             resolved["feature_input"] = input_kind
+        if pooling != "avg":
+            resolved["pooling"] = pooling
         return head, resolved
 
     def __init__(
@@ -127,19 +141,27 @@ class LinearHead(Head):
         hidden_dim: int | None = None,
         input_kind: str = "pooled",
         transform: str = "prelu",
+        pooling: str = "avg",
     ):
         if shape not in LINEAR_SHAPES:
             raise HafclsError(
                 f"Unknown linear head shape {shape!r}.", f"use one of {', '.join(LINEAR_SHAPES)}."
             )
-        if shape != "type2" and input_kind != "pooled":
+        if pooling not in POOLINGS or (pooling == "max" and shape == "type2"):
+            raise HafclsError(f"Pooling {pooling!r} does not apply to the {shape!r} linear head.",
+                              "use pooling='max' with shape 'plain' or 'type1', else 'avg'.")
+        if shape != "type2" and pooling != "max" and input_kind != "pooled":
             raise HafclsError(
                 f"The {shape!r} linear head reads pooled features, not a feature map.",
-                "use feature_input='pooled', or shape='type2' for the 1x1-convolution trunk.",
+                "use feature_input='pooled', pooling='max', or shape='type2' for the "
+                "1x1-convolution trunk.",
             )
         hidden = in_features if shape == "plain" else int(hidden_dim or num_classes)
         super().__init__(num_classes, hidden, input_kind)
         self.shape = shape
+        self.pooling = pooling
+        # global max pooling of the map (the paper's type-I head); otherwise the input is used
+        self.pool = GlobalMaxPool() if pooling == "max" else nn.Identity()
         if shape == "plain":
             self.neck = nn.Identity()
         elif shape == "type1":
@@ -158,11 +180,29 @@ class LinearHead(Head):
         self.classifier = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.neck(x)
+        h = self.neck(self.pool(x))
         return self.classifier(h), h
 
     def class_vectors(self) -> Tensor:
         return self.classifier.weight.t()
+
+    def param_role(self, name: str) -> str | None:
+        """Learning-rate role (hafcls.engine.optimization): the type-II trunk's first layer is
+        its projection (the 1x1 convolution)."""
+        if self.shape == "type2" and name.startswith("neck.0."):
+            return "projection"
+        return None
+
+
+class GlobalMaxPool(nn.Module):
+    """``N x C x H x W -> N x C``: the maximum over the spatial positions."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4:
+            raise HafclsError(
+                f"Global max pooling expects an N x C x H x W feature map, got shape "
+                f"{tuple(x.shape)}.", "use pooling='avg' for this backbone.")
+        return x.amax(dim=(2, 3))
 
 
 @register_head
