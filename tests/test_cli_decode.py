@@ -204,3 +204,18 @@ def test_plot_methods_filter_names_missing_methods(tmp_path):
     assert select_methods(groups, None) is groups
     with pytest.raises(HafclsError, match="bogus"):
         select_methods(groups, ["bogus"])
+
+
+def test_comparison_hierarchy_is_the_true_tree_even_when_controls_outnumber_it(tmp_path):
+    from hafcls.engine.figures import comparison_hierarchy
+    from hafcls.hierarchy.permute import permute_classes
+
+    true = Hierarchy.from_edges([("r", "A"), ("r", "B"), ("A", "a1"), ("A", "a2"),
+                                 ("B", "b1"), ("B", "b2")])
+    dirs = {}
+    for name, tree in (("x@permuted", permute_classes(true, 0)),
+                       ("y@permuted", permute_classes(true, 1)), ("ce", true)):
+        (tmp_path / name).mkdir()
+        tree.to_json(tmp_path / name / "hierarchy.json")
+        dirs[name] = [tmp_path / name]
+    assert comparison_hierarchy(dirs).fingerprint() == true.fingerprint()

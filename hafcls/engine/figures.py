@@ -88,23 +88,27 @@ def run_hierarchy(run_dir: str | Path):
 
 
 def comparison_hierarchy(run_dirs: Mapping[str, Sequence[Path]]):
-    """The hierarchy most runs were trained with (a random-hierarchy control is outvoted), so
-    every confusion panel uses one class order."""
+    """The true hierarchy of a comparison: the one most runs were trained with, leaving out the
+    permuted trees of random-hierarchy controls (``hafcls hierarchy permute``), so every panel
+    uses one class order and a control is scored with the true tree."""
     found = [run_hierarchy(d) for dirs in run_dirs.values() for d in dirs[:1]]
-    votes = Counter(json.dumps(h.to_dict(), sort_keys=True) for h in found)
+    true = [h for h in found if "permuted_from" not in h.meta] or found
+    votes = Counter(h.fingerprint() for h in true)
     best = votes.most_common(1)[0][0]
-    return next(h for h in found if json.dumps(h.to_dict(), sort_keys=True) == best)
+    return next(h for h in true if h.fingerprint() == best)
 
 
-def decision_analysis(run_dir: str | Path, device: str = "auto", refresh: bool = False) -> dict:
+def decision_analysis(run_dir: str | Path, device: str = "auto", refresh: bool = False,
+                      hierarchy=None) -> dict:
     """``{"split", "confusion", "coverage", "risk", "aurc"}`` of a run's best checkpoint.
 
     The test split (the validation split when the dataset has none) is scored by
     :func:`~hafcls.engine.evaluate.evaluate_checkpoint`; the confusion matrix counts the argmax
     class (ties to the lower index) against the truth, the curve is
     :func:`hafcls.inference.risk_coverage` (thinned to ``CURVE_POINTS`` points for drawing; the
-    AURC is that of the full curve). Cached in ``analysis/decisions.npz`` while the checkpoint is
-    unchanged.
+    AURC is that of the full curve). ``hierarchy`` scores the curve on another tree over the
+    same classes (the true one for a random-hierarchy control; default: the run's own). Cached
+    in ``analysis/decisions.npz`` while the checkpoint and the tree are unchanged.
     """
     from hafcls.engine.evaluate import evaluate_checkpoint
     from hafcls.engine.runs import find_checkpoint
@@ -113,8 +117,10 @@ def decision_analysis(run_dir: str | Path, device: str = "auto", refresh: bool =
     run_dir = Path(run_dir)
     ckpt = find_checkpoint(run_dir)
     stat = ckpt.stat()
+    hierarchy = run_hierarchy(run_dir) if hierarchy is None else hierarchy
     stamp = json.dumps({"checkpoint": ckpt.name, "size": stat.st_size,
-                        "mtime_ns": stat.st_mtime_ns, "version": DECISIONS_VERSION})
+                        "mtime_ns": stat.st_mtime_ns, "version": DECISIONS_VERSION,
+                        "tree": hierarchy.fingerprint()})
     cache = run_dir / "analysis" / "decisions.npz"
     if not refresh and cache.is_file():
         try:
@@ -136,7 +142,10 @@ def decision_analysis(run_dir: str | Path, device: str = "auto", refresh: bool =
                     raise
         with np.load(scores, allow_pickle=False) as saved:
             probs, targets = saved["probs"].astype(np.float64), saved["targets"]
-    hierarchy = run_hierarchy(run_dir)
+            classes = saved["classes"].tolist()
+    if classes != hierarchy.classes:
+        raise HafclsError(f"{run_dir} was trained on other classes than the hierarchy given.",
+                          "score a run with a tree over its own classes.")
     from hafcls.plots.confusion import confusion_matrix
 
     confusion = confusion_matrix(probs.argmax(axis=1), targets, hierarchy.num_classes)
@@ -183,7 +192,8 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, device: str 
         groups = select_methods(collect_runs(run_dir), methods)
         analyses = {m: [analyse_run(d, device=device, max_k=max_k) for d in dirs]
                     for m, dirs in groups.items()}
-        decisions = {m: [decision_analysis(d, device=device) for d in dirs]
+        tree = comparison_hierarchy(groups)
+        decisions = {m: [decision_analysis(d, device=device, hierarchy=tree) for d in dirs]
                      for m, dirs in groups.items()}
         return write_figures(comparison_figures(analyses, groups, decisions=decisions), output)
     folder = RunFolder(run_dir)
