@@ -40,20 +40,45 @@ def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int,
     Example (a few minutes on a CPU):
       hafcls compare --methods ce,haframe,soft-labels --seeds 3 --data synthetic \\
           --model resnet10t --epochs 5 --output runs/compare
-    Calling it again trains nothing: finished runs are reused.
+    Calling it again trains nothing: finished runs are reused. With --tensorboard DIR each
+    run's curves go to DIR/<method>/seed<k> (tensorboard --logdir DIR).
     """
     from hafcls.engine.compare import compare
 
     ctx = click.get_current_context()
     cfg = train_cli.resolve_config(train_cli.explicit_options(ctx, params), config, assignments,
                                    recipe)
-    result = compare(methods, seeds, cfg, output, plots=plots, max_k=max_k)
+    result = compare(methods, seeds, cfg, output, plots=plots, max_k=max_k,
+                     train_fn=_tensorboard_runs(cfg))
     if not result.markdown:  # a non-zero torchrun rank: rank 0 reports
         return
     click.echo(result.markdown)
     click.echo(f"Trained {len(result.trained)} run(s), reused {len(result.skipped)}. Files:")
     for path in result.files.values():
         click.echo(f"  {path}")
+
+
+def _tensorboard_runs(cfg):
+    """With ``--tensorboard DIR``: a training function that logs each run to
+    ``DIR/<method>/seed<k>`` (named like the run folder; the log folder is not part of the
+    runs' configs, so finished runs are reused whatever DIR is); None (the default training)
+    without it."""
+    root = cfg.tensorboard
+    if not root:
+        return None
+    from hafcls.engine.tensorboard import run_log_dir, summary_writer_class
+
+    summary_writer_class()  # a missing package fails before the first run
+    cfg.update({"tensorboard": None})
+
+    def train_fn(run_cfg):
+        from hafcls.engine.train import train
+
+        run = Path(run_cfg.output)
+        with run_log_dir(Path(root) / run.parent.name / run.name):
+            return train(run_cfg)
+
+    return train_fn
 
 
 command.params.extend(p for p in train_cli.command.params if p.name not in _PER_RUN)

@@ -131,6 +131,29 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=(),
 @click.option("--checkpoint-every", type=int,
               help="Also write last.pt every N steps, for mid-epoch resume.  [default: 0]")
 @click.option("--progress/--no-progress", default=None, help="Progress bars.  [default: on]")
+@click.option("--tensorboard", metavar="DIR",
+              help="Write TensorBoard curves (losses, LRs, validation metrics, frame cosines) "
+                   "to DIR (needs: pip install tensorboard).")
+@click.option("--mixup", type=float, metavar="ALPHA",
+              help="Mixup with Beta(ALPHA, ALPHA) (timm Mixup; e.g. 0.2).  [default: 0 = off]")
+@click.option("--cutmix", type=float, metavar="ALPHA",
+              help="CutMix with Beta(ALPHA, ALPHA) (e.g. 1.0).  [default: 0 = off]")
+@click.option("--mixup-prob", type=float, help="Probability of mixing a batch.  [default: 1]")
+@click.option("--mixup-switch-prob", type=float,
+              help="Probability of CutMix instead of mixup when both are on.  [default: 0.5]")
+@click.option("--mixup-mode", type=click.Choice(["batch", "pair", "elem"]),
+              help="One lambda per batch, pair or sample.  [default: batch]")
+@click.option("--imbalance", type=float, metavar="RATIO",
+              help="Train on a long-tailed subset of the training split with n_max/n_min = "
+                   "RATIO (e.g. 100); validation and test stay as they are.")
+@click.option("--imbalance-profile", type=click.Choice(["exponential", "step"]),
+              help="n_c = n_max*RATIO^(-c/(K-1)), or half the classes at n_max/RATIO.  "
+                   "[default: exponential]")
+@click.option("--imbalance-rare", type=click.Choice(["last", "first", "random"]),
+              help="Which classes are rare (random: seeded by --seed).  [default: last]")
+@click.option("--collapse-report/--no-collapse-report", default=None,
+              help="Write collapse.json (neural/minority collapse, mixup geometry) and its plot "
+                   "after training.  [default: on with --mixup/--cutmix/--imbalance]")
 @click.option("-o", "--output", help="Run folder to create (or to resume).")
 @click.option("--resume", is_flag=True, default=None,
               help="Continue the run in --output from checkpoints/last.pt (starts afresh if "

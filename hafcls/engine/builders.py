@@ -46,13 +46,44 @@ def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=No
         kwargs.update(zip(("train_transform", "eval_transform"), preset_pipelines(config)))
 
     def build():
-        return build_datasets(config.data, **kwargs)
+        return apply_imbalance(build_datasets(config.data, **kwargs), config)
 
     if config.download and info.distributed:
         bundle = build() if info.is_main else None
         D.barrier()
         return bundle if bundle is not None else build()
     return build()
+
+
+def apply_imbalance(bundle, config: TrainConfig):
+    """Replace the bundle's training split by its long-tailed subset when ``config.imbalance``
+    is set (seeded by the run's seed, so ``--resume`` rebuilds the same subset); validation and
+    test stay untouched. ``bundle.info["imbalance"]`` records the profile and the counts."""
+    if config.imbalance is None:
+        return bundle
+    import numpy as np
+
+    from hafcls.data.imbalance import imbalanced_subset
+    from hafcls.metrics.minority import shot_group_sizes
+
+    bundle.train = imbalanced_subset(bundle.train, config.imbalance, config.imbalance_profile,
+                                     config.imbalance_rare, seed=config.seed)
+    counts = np.bincount(np.asarray(bundle.train.targets),
+                         minlength=bundle.hierarchy.num_classes)
+    bundle.info["imbalance"] = {"ratio": config.imbalance, "profile": config.imbalance_profile,
+                                "rare": config.imbalance_rare, "train_counts": counts.tolist(),
+                                "shot_groups": shot_group_sizes(counts)}
+    return bundle
+
+
+def train_class_counts(bundle):
+    """Training images per class (K ints), or None when the split exposes no ``targets``."""
+    import numpy as np
+
+    targets = getattr(bundle.train, "targets", None)
+    if targets is None:
+        return None
+    return np.bincount(np.asarray(targets), minlength=bundle.hierarchy.num_classes)
 
 
 def preset_pipelines(config: TrainConfig, mean=None, std=None):

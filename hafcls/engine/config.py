@@ -53,6 +53,10 @@ FIELD_OPTIONS = (
     Option("momentum", float, 0.0, 1.0, "left", help="0.9 in the paper"),
     Option("min_lr", float, 0.0, 1.0, help="a fraction of the peak LR"),
     Option("seed", int, 0),
+    # mixup/CutMix alphas (0 = off) and timm's Mixup probabilities; imbalance ratio rho >= 1
+    Option("mixup", float, 0.0), Option("cutmix", float, 0.0),
+    Option("mixup_prob", float, 0.0, 1.0), Option("mixup_switch_prob", float, 0.0, 1.0),
+    Option("imbalance", float, 1.0, nullable=True, help="n_max / n_min of the training split"),
 )
 # parameter roles that can get their own peak LR (``lr_groups``; hafcls.engine.optimization)
 LR_ROLES = ("backbone", "projection", "neck", "classifier", "loss")
@@ -107,6 +111,17 @@ class TrainConfig:
     select_metric: str = "top1"           # validation metric choosing best.pt
     checkpoint_every: int = 0             # also write last.pt every N steps (0: per epoch only)
     progress: bool = True                 # tqdm bars (rank 0 only)
+    tensorboard: str | None = None        # TensorBoard log folder (rank 0; pip install tensorboard)
+    # ---- mixup / CutMix and long-tailed training (docs/mixup_and_imbalance.md)
+    mixup: float = 0.0                    # mixup alpha (timm Mixup); 0 = off
+    cutmix: float = 0.0                   # CutMix alpha; 0 = off
+    mixup_prob: float = 1.0               # probability of mixing a batch
+    mixup_switch_prob: float = 0.5        # probability of CutMix when both alphas are set
+    mixup_mode: Literal["batch", "pair", "elem"] = "batch"  # one lambda per batch/pair/sample
+    imbalance: float | None = None        # long-tailed training split, n_max / n_min
+    imbalance_profile: Literal["exponential", "step"] = "exponential"
+    imbalance_rare: Literal["last", "first", "random"] = "last"  # which classes are rare
+    collapse_report: bool | None = None   # collapse.json (default: on with mixup/imbalance)
     # ---- run folder
     output: str | None = None
     resume: bool = False

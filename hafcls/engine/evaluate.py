@@ -35,7 +35,7 @@ DEFAULT_KS = (1, 5, 20)
 def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, amp: str = "none",
                    score: Callable | None = None, criterion: nn.Module | None = None,
                    crm: bool = False, channels_last: bool = False,
-                   ks=DEFAULT_KS, sink: Callable | None = None) -> dict:
+                   ks=DEFAULT_KS, sink: Callable | None = None, train_counts=None) -> dict:
     """Metrics of ``model`` over every batch of ``loader`` (summed over DDP ranks).
 
     ``score(logits)`` turns logits into the probabilities used for ranking (default softmax);
@@ -43,12 +43,16 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
     first). With ``criterion`` the mean loss is reported as ``loss``. Unreadable images that
     the dataset skipped (``skip_corrupt``) are left out of ``n`` and counted as ``skipped``
     (present only when some were skipped). ``sink(probs, targets)``, when given, sees every
-    batch's probabilities (e.g. :class:`hafcls.engine.decoding.ScoreSink`).
+    batch's probabilities (e.g. :class:`hafcls.engine.decoding.ScoreSink`). ``ece`` is always
+    reported; with ``train_counts`` (training images per class) also ``many_shot``,
+    ``medium_shot`` and ``few_shot`` (:mod:`hafcls.engine.class_metrics`).
     """
+    from hafcls.engine.class_metrics import ClassCounts
     from hafcls.metrics import SeverityMeter
 
     score = score or scores_from_logits
     meter = SeverityMeter(hierarchy, ks=ks)
+    per_class = ClassCounts(hierarchy.num_classes, device)
     crm_fn = _crm_ranker(hierarchy, device) if crm else None
     was_training = model.training
     model.eval()
@@ -74,12 +78,14 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
             probs = score(logits.float())
             ranking = crm_fn(probs) if crm_fn is not None else probs
             meter.update(ranking, targets)
+            per_class.update(probs, targets)
             if sink is not None:
                 sink(probs, targets)
     finally:
         model.train(was_training)
     meter.all_reduce()
     metrics = meter.compute()
+    metrics.update(per_class.compute(train_counts))
     skipped = _count_skipped(loader, seen, device)
     if skipped:
         metrics["skipped"] = skipped

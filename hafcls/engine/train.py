@@ -45,6 +45,7 @@ from hafcls.engine.checkpoint import (
 from hafcls.engine.config import TrainConfig, metric_is_higher_better
 from hafcls.engine.evaluate import evaluate_model, format_metrics
 from hafcls.engine.optimization import build_optimizer, lr_factor, set_lr
+from hafcls.engine.run_extras import RunExtras
 from hafcls.engine.runs import RunFolder, prepare_run_folder
 from hafcls.engine.train_step import (
     EpochTotals,
@@ -141,6 +142,7 @@ class Trainer:
             D.barrier()
         match_backbone_transforms(self.data, self.model, cfg)
         self.criterion = self.method.build_loss(self.model, self.hierarchy)
+        self.extras = RunExtras(cfg, self.criterion, self.data, self.info.is_main)  # mixup, ...
         self.model.to(self.device)
         self.criterion.to(self.device)
         if cfg.channels_last:
@@ -260,6 +262,7 @@ class Trainer:
             self.folder.write_config(cfg)
             self.folder.write_hierarchy(self.hierarchy)
             self.folder.truncate_log(epochs_done)
+        self.extras.open_tensorboard(self.model, self.hierarchy, epochs_done)
         self.log(f"Training {cfg.method} on {self.data.name} ({self.hierarchy.num_classes} "
                  f"classes, {len(self.data.train)} train images) with {cfg.model} for "
                  f"{cfg.epochs} epochs on {self.device} x{self.info.world_size}.")
@@ -287,6 +290,7 @@ class Trainer:
             self.log(epoch_line(record, cfg))
             if self.info.is_main:
                 self.folder.append_log(record)
+            self.extras.end_epoch(record, self.optimizer, self.model, self.device)
             self._save_last(epoch + 1, 0, EpochTotals())
         return self._finish(started)
 
@@ -310,7 +314,8 @@ class Trainer:
             totals.skipped += expected - targets.numel()
             images = images.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
-            loss, logits = self._forward(images, targets)
+            # train accuracy below compares with each image's own label (weight λ in a mix)
+            loss, logits = self._forward(*self.extras.mix(images, targets))
             n = targets.numel()
             # one host sync per step: the loss (for the finite check) and the hit count
             loss_value, hits = torch.stack([loss.detach(), (logits.detach().argmax(1) == targets)
@@ -397,7 +402,8 @@ class Trainer:
         D.broadcast_buffers(self.model)
         return evaluate_model(self.model, self.val_loader, self.hierarchy, self.device,
                               amp=self.config.amp, score=self.method.score,
-                              criterion=self.criterion, channels_last=self.config.channels_last)
+                              criterion=self.criterion, channels_last=self.config.channels_last,
+                              train_counts=self.extras.train_counts)
 
     def _finish(self, started: float) -> dict:
         cfg = self.config
@@ -415,9 +421,11 @@ class Trainer:
             loader = make_eval_loader(self.data.test, cfg, self.info, self.device)
             result["test"] = evaluate_model(self.model, loader, self.hierarchy, self.device,
                                             amp=cfg.amp, score=self.method.score,
-                                            channels_last=cfg.channels_last)
+                                            channels_last=cfg.channels_last,
+                                            train_counts=self.extras.train_counts)
             self.log("test (best-validation model, epoch "
                      f"{self.best_epoch}): {format_metrics(result['test'])}")
+        self.extras.finish(result, self.model, self.device, self.folder.path, self.log)
         result["wall_time_s"] = time.perf_counter() - started
         if self.info.is_main:
             self.folder.write_metrics(result)

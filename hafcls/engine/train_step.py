@@ -39,7 +39,12 @@ class TrainStep(nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         logits, features = self.model(images, return_features=True)
-        loss = self.criterion(logits, features, targets)
+        if targets.ndim == 2:  # B x K mixed targets of mixup/CutMix
+            from hafcls.losses.mixed_targets import mixed_loss
+
+            loss = mixed_loss(self.criterion, logits, features, targets)
+        else:
+            loss = self.criterion(logits, features, targets)
         return loss, logits
 
 
