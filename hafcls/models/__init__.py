@@ -7,7 +7,10 @@ Heads register themselves in :data:`hafcls.registry.HEADS` (see :mod:`hafcls.mod
 >>> logits, features = model(images, return_features=True)       # doctest: +SKIP
 """
 
-from hafcls.models import wide_resnet  # noqa: F401  (registers wide_resnet28_8/28_10 with timm)
+from hafcls.models import (
+    hiercos_head,  # noqa: F401  (registers the "subspace" head)
+    wide_resnet,  # noqa: F401  (registers wide_resnet28_8/28_10 with timm)
+)
 from hafcls.models.backbone import create_backbone, detect_feature_input, feature_width
 from hafcls.models.classifier import HierarchyClassifier
 from hafcls.models.factory import create, head_options
