@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import hafcls.losses.mixed_targets as mixed_targets
 from hafcls.cli.main import cli
 from hafcls.data.imbalance import class_counts
+from hafcls.engine import mixup_report
 from hafcls.engine.builders import build_data
 from hafcls.engine.class_metrics import ClassCounts
 from hafcls.engine.config import TrainConfig
@@ -31,9 +32,10 @@ TINY = dict(data="synthetic", image_size=16,
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def one_thread(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setattr(mixup_report, "N_PAIRS", 10)  # a quick collapse report
     yield
     torch.set_num_threads(before)
 
@@ -42,7 +44,9 @@ def one_thread():
 def imbalanced_run(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("imb") / "run"
-    result = train(dict(IMBALANCED, method="ce", output=str(out)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mixup_report, "N_PAIRS", 10)
+        result = train(dict(IMBALANCED, method="ce", output=str(out)))
     return out, result
 
 
@@ -86,6 +90,15 @@ def test_short_imbalanced_run_reports_shot_groups_and_minority_collapse(imbalanc
                                              "mixup_cross_cos"}
     assert len(report["mixup_curves"]["lambdas"]) == 11
     assert (out / "plots" / "mixup_geometry.png").is_file()
+
+
+def test_evaluate_rebuilds_the_subset_and_reports_the_same_shot_groups(imbalanced_run):
+    from hafcls.engine.evaluate import evaluate_checkpoint
+
+    out, result = imbalanced_run
+    again = evaluate_checkpoint(out, split="test", workers=0)
+    for key in ("many_shot", "medium_shot", "few_shot", "ece", "top1"):
+        assert again[key] == pytest.approx(result["test"][key], abs=1e-6), key
 
 
 def test_minority_collapse_of_the_run_equals_a_direct_computation(imbalanced_run):

@@ -95,6 +95,13 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
     return metrics
 
 
+def _train_counts(bundle, config: TrainConfig):
+    """Training images per class of a run trained with ``--imbalance`` (for the shot groups)."""
+    from hafcls.engine.builders import train_class_counts
+
+    return train_class_counts(bundle) if config.imbalance else None
+
+
 def _count_skipped(loader, seen: int, device: torch.device) -> int:
     """Samples the loader's sampler dealt out but no batch delivered (unreadable images),
     summed over DDP ranks; 0 for loaders without a sized sampler."""
@@ -185,7 +192,8 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
         loader = make_eval_loader(dataset, config, info, dev)
         sink = ScoreSink()
         metrics = evaluate_model(model, loader, h, dev, amp=config.amp, score=score, crm=crm,
-                                 channels_last=config.channels_last, ks=ks, sink=sink)
+                                 channels_last=config.channels_last, ks=ks, sink=sink,
+                                 train_counts=_train_counts(bundle, config))
         metrics.update(decision_report(sink, h, decode, beta, scores_path))
     finally:
         if joined:

@@ -71,7 +71,7 @@ def _features(model: nn.Module, dataset, idx: np.ndarray, device, batch_size: in
 
 def collapse_report(model: nn.Module, train_set, reference, train_counts, device,
                     seed: int = 0, batch_size: int = 256, imbalanced: bool = False,
-                    n_pairs: int = N_PAIRS) -> dict:
+                    n_pairs: int | None = None) -> dict:
     """The report dict (see the module docstring); ``imbalanced`` adds minority collapse."""
     from hafcls.metrics import neural_collapse
     from hafcls.metrics.minority import minority_collapse, minority_collapse_from_means
@@ -101,6 +101,7 @@ def collapse_report(model: nn.Module, train_set, reference, train_counts, device
                 out["minority_collapse"] = means if fixed else minority_collapse(w, train_counts)
                 out["minority_collapse_source"] = "class_means" if fixed else "classifier"
                 out["minority_collapse_means"] = means
+            n_pairs = N_PAIRS if n_pairs is None else n_pairs
             pairs = sample_mix_pairs(labels, n_pairs, n_pairs, seed=seed)
             mixes = collect_mixup_features(
                 lambda x: model(x.to(device), return_features=True)[1], data, idx[pairs],
