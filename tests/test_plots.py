@@ -212,8 +212,12 @@ def test_confusion_figure_permutes_rows_marks_groups_and_names_axes(tmp_path):
                  and list(line.get_xdata()) == [0, 1]})
     starts = sorted({*plots.group_boundaries(h, order, 1), *plots.group_boundaries(h, order, 2)})
     assert ys == [p - 0.5 for p in starts]
-    texts = [t.get_text() for t in axes[0].texts]
-    assert "G1" in texts and "G2" in texts  # the depth-1 brackets are named
+    # the top axis names the depth-1 groups, its long minor ticks bracket them
+    top = axes[0].child_axes[0]
+    assert [t.get_text() for t in top.get_xticklabels()] == \
+        [n for _, _, n in plots.tree_blocks(h, order, 1)]
+    assert {t.get_text() for t in top.get_xticklabels()} == {"G1", "G2"}
+    np.testing.assert_allclose(top.get_xticks(minor=True), [-0.5, 2.5, 5.5])
     _check_png(plots.save_figure(fig, tmp_path / "confusion.png"), fig)
 
 

@@ -90,7 +90,8 @@ def _label_axes(ax, hierarchy, order, max_named: int) -> None:
 
 
 def _mark_groups(ax, hierarchy, order, depths: tuple[int, ...]) -> None:
-    """Lines at the block boundaries, and brackets naming the depth-1 groups on top."""
+    """Lines at the block boundaries, and a top axis naming the depth-1 groups, its long ticks
+    bracketing each group."""
     for t in depths:
         style = {"color": "black", "lw": 1.3} if t == min(depths) else \
             {"color": "0.3", "lw": 0.7, "ls": "--"}
@@ -102,12 +103,13 @@ def _mark_groups(ax, hierarchy, order, depths: tuple[int, ...]) -> None:
     blocks = tree_blocks(hierarchy, order, min(depths))
     if len(blocks) > MAX_GROUP_LABELS:
         return
-    top = ax.get_xaxis_transform()  # x in data, y in axes fraction
-    for a, b, node in blocks:
-        ax.plot([a - 0.4, a - 0.4, b - 0.6, b - 0.6], [1.005, 1.02, 1.02, 1.005], color="black",
-                lw=0.9, transform=top, clip_on=False)
-        ax.text((a + b - 1) / 2, 1.03, hierarchy.name(node), transform=top, ha="center",
-                va="bottom", fontsize=7, rotation=0 if len(blocks) <= 6 else 60)
+    top = ax.secondary_xaxis("top")  # a real axis, so the layout engine makes room for it
+    top.set_xticks([(a + b - 1) / 2 for a, b, _ in blocks],
+                   [hierarchy.name(node) for _, _, node in blocks], fontsize=7,
+                   rotation=0 if len(blocks) <= 6 else 60)
+    top.set_xticks([a - 0.5 for a, _, _ in blocks] + [len(order) - 0.5], minor=True)
+    top.tick_params(which="major", length=0)
+    top.tick_params(which="minor", length=14, width=1.0)
 
 
 def within_group_share(counts: np.ndarray, hierarchy, depth: int = 1) -> float:
@@ -180,7 +182,7 @@ def plot_confusion(confusions: Mapping[str, np.ndarray], hierarchy, *, normalise
                             color="white" if norm(v) < 0.6 else "black")
         _label_axes(ax, hierarchy, order, max_named)
         _mark_groups(ax, hierarchy, order, depths)
-        ax.set_title(titles[label], fontsize=9, pad=40 if named and depths else 6)
+        ax.set_title(titles[label], fontsize=9)
     what = "share of the true class" if normalise else "samples"
     fig.colorbar(image, ax=axes, shrink=0.8,
                  label=what + (" (log scale)" if log else ""))
