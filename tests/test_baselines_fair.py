@@ -90,3 +90,71 @@ def test_uniform_gradient_norm_against_autograd():
 def test_hxe_normalisation_is_checked():
     with pytest.raises(hafcls.HafclsError, match="normalisation"):
         HierarchicalCrossEntropy(level_tree((2, 4)), normalisation="paths")
+
+
+# ---------------------------------------------------------------------- published points
+@pytest.mark.parametrize("name,key,value", [
+    ("soft-labels-b4", "beta", 4.0), ("soft-labels-b30", "beta", 30.0),
+    ("hxe-a0.1", "alpha", 0.1), ("hxe-a0.6", "alpha", 0.6)])
+def test_published_comparison_points_are_methods(name, key, value):
+    method = hafcls.get_method(name, "inat2019")
+    assert method.name == name and method.loss_kwargs[key] == value
+    assert method.head_kwargs == hafcls.get_method("ce").head_kwargs  # the CE baseline's head
+    tree = level_tree((2, 4))
+    loss = method.build_loss(method.create_model("test_resnet", tree), tree)
+    assert getattr(loss, key) == value
+
+
+# ---------------------------------------------------------------------- EBV
+@pytest.mark.parametrize("k,d", [(10, 10), (6, 16)])
+def test_ebv_is_exactly_orthonormal_when_d_at_least_k(k, d):
+    from hafcls.frames import equiangular_basis
+
+    frame = equiangular_basis(k, d, seed=3)
+    w = frame.weight.double()
+    assert w.shape == (d, k) and frame.info["tau"] == 0.002
+    torch.testing.assert_close(w.T @ w, torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-6)
+    assert frame.info["max_abs_cos"] < 1e-6
+    assert not torch.equal(frame.weight, equiangular_basis(k, d, seed=4).weight)
+
+
+def test_ebv_below_k_dimensions_optimises_towards_tau():
+    from hafcls.frames import equiangular_basis
+    from hafcls.frames.ebv import max_abs_cosine, welch_bound
+
+    start = torch.nn.functional.normalize(torch.randn(8, 20), dim=0)
+    frame = equiangular_basis(20, 8, seed=0, steps=300)
+    # 0.002 is below the Welch bound here: the Σ|cos| energy would clump vectors onto axes
+    assert frame.info["tau"] == pytest.approx(1.5 * welch_bound(20, 8))
+    assert welch_bound(20, 8) <= frame.info["max_abs_cos"] < 0.5 < max_abs_cosine(start)
+
+
+def test_ebv_method_smooths_labels_by_a_tenth():
+    method = hafcls.get_method("ebv")
+    assert method.loss_kwargs == {"label_smoothing": 0.1}
+    tree = level_tree((2, 4))
+    loss = method.build_loss(method.create_model("test_resnet", tree), tree)
+    logits, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    torch.testing.assert_close(loss(logits, None, y),
+                               F.cross_entropy(logits, y, label_smoothing=0.1))
+
+
+# ---------------------------------------------------------------------- HUG
+def test_hug_head_has_the_official_start_and_no_projection():
+    tree = level_tree((2, 4))
+    torch.manual_seed(0)
+    model = hafcls.create_model("test_resnet", tree, head="hug")
+    head, d = model.head, model.head.feature_dim
+    assert isinstance(head.projection, torch.nn.Identity) and d == model.backbone.num_features
+    bound, largest = 1 / np.sqrt(d), float(head.proxies.detach().abs().max())
+    assert 0.8 * bound < largest <= bound  # uniform over the whole interval, not unit rows
+    x = torch.randn(3, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        logits, features = model(x, return_features=True)
+        pooled = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(features, F.normalize(pooled, dim=1))
+    # a projection only when another width is asked for
+    narrow = hafcls.create_model("test_resnet", tree, head="hug", dim=5)
+    assert isinstance(narrow.head.projection, torch.nn.Linear)
+    assert narrow.head.projection.bias is None and narrow.head.proxies.shape == (4, 5)

@@ -282,3 +282,42 @@ def test_state_dict_round_trips_the_fixed_buffers(tree):
     assert c.feature_dim == 9
     with pytest.raises(HafclsError):
         c.load_state_dict(state)
+
+
+# ---------------------------------------------------------------------- the registered method
+@pytest.mark.parametrize("dataset,alpha", [("cifar100", 0.05), ("FGVC", 0.1),
+                                           ("inat2019", 0.001), ("tieredImageNet-H", 1e-5),
+                                           ("synthetic", 0.05)])
+def test_hier_cos_method_presets(dataset, alpha):
+    import hafcls
+
+    method = hafcls.get_method("hier-cos", dataset)
+    assert method.head == "subspace" and method.score_temperature == 1.0
+    assert method.loss_kwargs == {"alpha": alpha, "renormalise": False}
+
+
+def test_hier_cos_trains_in_the_engine_with_the_run_seed(tree, tmp_path):
+    from hafcls.engine import TrainConfig
+    from hafcls.engine.builders import build_method_and_model
+    from hafcls.engine.train import train
+
+    cfg = TrainConfig.from_dict({"data": "synthetic", "method": "hier-cos", "model":
+                                 "test_resnet", "seed": 7})
+    method, model = build_method_and_model(cfg, tree)
+    assert model.head.kind == "subspace" and model.head.frame_meta["seed"] == 7
+    assert torch.equal(model.head.rotation, random_rotation(model.head.feature_dim, 7))
+    assert isinstance(method.build_loss(model, tree), SubspacePathLoss)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train({"data": "synthetic", "image_size": 16, "method": "hier-cos",
+                        "data_options": {"branching": [2, 2],
+                                         "per_class": {"train": 8, "val": 3, "test": 3}},
+                        "model": "test_resnet", "epochs": 2, "batch_size": 8, "workers": 0,
+                        "progress": False, "lr": 0.05, "seed": 3,
+                        "output": str(tmp_path / "run")}, log=lambda _: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["test"]["n"] == 12 and math.isfinite(result["test"]["hierdist@1"])
+    assert result["temperature"]["temperature"] > 0

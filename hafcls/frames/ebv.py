@@ -1,11 +1,10 @@
 """Equiangular Basis Vectors (EBV; METHODS.md §4): fixed, nearly orthogonal unit class vectors.
 
 K unit vectors in d dimensions. For ``d >= K`` they are exactly orthonormal (a seeded Haar-random
-orthonormal set: the limit of the optimisation, every |cos| = 0 <= τ). For ``d < K`` they are
-found by minimising ``sum_{i != j} relu(|cos(w_i, w_j)| - tau)`` with Adam, on CPU, from a
-seeded Gaussian start, with the official τ = 0.002 (below the Welch bound for d < K, so every
-step pushes the worst pairs down). No hierarchy is involved; the frame has no target cosines
-(``similarity=None``).
+orthonormal set: the limit of the optimisation at the official τ = 0.002, every |cos| = 0). For
+``d < K`` they are found by minimising ``sum_{i != j} relu(|cos(w_i, w_j)| - tau)`` with Adam,
+on CPU, from a seeded Gaussian start, with a τ above the Welch bound (:func:`default_tau`).
+No hierarchy is involved; the frame has no target cosines (``similarity=None``).
 """
 
 from __future__ import annotations
@@ -29,6 +28,21 @@ def welch_bound(num_classes: int, dim: int) -> float:
 
 #: the official EBV code's bound on |cos| (Shen et al. 2023; METHODS.md §4)
 EBV_TAU = 0.002
+
+
+def default_tau(num_classes: int, dim: int) -> float:
+    """``tau`` used when none is given: the official 0.002 when ``d >= K`` (met exactly by an
+    orthonormal set); for ``d < K`` 1.5 x the Welch bound, and at least 0.02.
+
+    Below the Welch bound every pair stays in the penalty, which then is Σ|cos|: an L1 energy
+    that is lowest when the vectors clump onto a few orthogonal axes (measured: K = 20, d = 8,
+    τ = 0.002 ends with max |cos| = 0.99999, two classes on one line). Random unit vectors have
+    ``max |cos|`` around ``sqrt(4 ln K / d)``; a few hundred Adam steps reach about 1.5 x the
+    Welch bound for the sizes used in classification.
+    """
+    if num_classes <= dim:
+        return EBV_TAU
+    return max(1.5 * welch_bound(num_classes, dim), 0.02)
 
 
 def max_abs_cosine(weight: torch.Tensor, block: int = 2048) -> float:
@@ -58,7 +72,8 @@ def equiangular_basis(
     Parameters
     ----------
     tau:
-        Target bound on ``|cos|``; default :data:`EBV_TAU` (0.002, the official code's).
+        Target bound on ``|cos|``; default :func:`default_tau` (0.002, the official code's,
+        when ``d >= K``).
     steps, lr:
         Adam steps and learning rate (on unnormalised vectors; columns are normalised each step).
     batch:
@@ -71,7 +86,7 @@ def equiangular_basis(
     k = _check_num_classes(num_classes)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise HafclsError(f"dim must be a positive integer, got {dim!r}.", "pass e.g. dim=512.")
-    tau = EBV_TAU if tau is None else float(tau)
+    tau = default_tau(k, dim) if tau is None else float(tau)
     if not 0 <= tau < 1:
         raise HafclsError(f"tau must be in [0, 1), got {tau!r}.", "pass e.g. tau=0.002.")
     if steps < 0:

@@ -50,8 +50,10 @@ LossBuilder = Callable[["Method", nn.Module, Any], nn.Module]
 
 
 def scores_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
-    """Class probabilities ``softmax(logits / temperature)`` in float32 (the one place)."""
-    return torch.softmax(logits.float() / temperature, dim=1)
+    """Class probabilities ``softmax(logits / temperature)`` (the one place): float64 logits
+    give float64 probabilities (for CRM), anything else float32."""
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return torch.softmax(logits.to(dtype) / temperature, dim=1)
 
 
 @dataclasses.dataclass(frozen=True)

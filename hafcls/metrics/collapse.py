@@ -16,6 +16,9 @@ W the d x K classifier restricted to the present classes' columns.
   HAFrame uses against a fixed frame.
 - ``nc4`` (needs ``predictions`` or ``classifier``) = fraction of samples where the
   nearest-class-mean rule (Euclidean, uncentred means) disagrees with the network's prediction.
+  Pass the network's own ``predictions`` (the argmax of its logits); without them the
+  prediction is ``argmax(hᵀW + b)`` (``bias`` b, zero if not given), which is the network's
+  only for a linear classifier on these features.
 - ``angular_collapse_mean`` / ``angular_collapse_std`` (needs ``frame_similarity`` S): mean and
   std over pairs c < c' of |cos(μ_c, μ_c') − S_cc'| with uncentred means.
 
@@ -57,7 +60,7 @@ def _as_labels(x, n: int, name: str) -> torch.Tensor:
 
 
 def neural_collapse(features, labels, classifier=None, frame_similarity=None,
-                    predictions=None) -> dict[str, float]:
+                    predictions=None, bias=None) -> dict[str, float]:
     """Neural collapse measures of ``features`` (N x d) grouped by ``labels`` (N class indices).
 
     Parameters
@@ -75,6 +78,9 @@ def neural_collapse(features, labels, classifier=None, frame_similarity=None,
         Optional K x K target cosines S of a frame; enables the angular collapse measures.
     predictions:
         Optional N predicted class indices of the network; enables ``nc4``.
+    bias:
+        Optional K classifier biases, used with ``classifier`` when ``predictions`` is not
+        given (e.g. ``nn.Linear.bias``).
 
     Returns
     -------
@@ -161,7 +167,14 @@ def neural_collapse(features, labels, classifier=None, frame_similarity=None,
     if predictions is not None:
         pred = _as_labels(predictions, n, "predictions")
     elif w is not None:
-        pred = torch.cat([(h[i:i + rows].double() @ w).argmax(dim=1) for i in range(0, n, rows)])
+        b = torch.zeros(w.shape[1], dtype=torch.float64)
+        if bias is not None:
+            b = _as_tensor(bias, "bias").cpu().double().reshape(-1)
+            if b.numel() != w.shape[1]:
+                raise HafclsError(f"bias has {b.numel()} entries, the classifier {w.shape[1]} "
+                                  "classes.", "pass one bias per class (nn.Linear.bias).")
+        pred = torch.cat([(h[i:i + rows].double() @ w + b).argmax(dim=1)
+                          for i in range(0, n, rows)])
     if pred is not None:
         mu_sq = (mu**2).sum(dim=1)
         ncc = torch.cat([(mu_sq - 2 * h[i:i + rows].double() @ mu.T).argmin(dim=1)
