@@ -28,7 +28,8 @@ from hafcls.registry import HEADS, METHODS
 from hafcls.validation import Option, options_by_name
 
 #: Softmax temperature that turns the cosine logits of the ETF / HUG heads (in [−1, 1]) into
-#: usable probabilities for CRM and hedging: EBV's own temperature (a convention, not a fit).
+#: usable probabilities: EBV's own temperature, used until the engine's validation fit at the
+#: end of training replaces it (stored in the checkpoint, used by CRM, hedging and prediction).
 COSINE_TEMPERATURE = 0.07
 
 #: Spellings of the datasets the published presets name (lower case).
