@@ -102,10 +102,12 @@ IMBALANCE_COLUMNS = (("few_shot", "few-shot top-1 (%) ↑", 100),
                      ("medium_shot", "medium (%) ↑", 100), ("many_shot", "many (%) ↑", 100),
                      ("top1", "top-1 (%) ↑", 100), ("mistake_severity", "severity ↓", 1),
                      ("minority_collapse", "minority collapse", 1),
-                     ("minority_collapse_means", "minority collapse (class means)", 1))
+                     ("minority_collapse_means", "minority collapse (class means)", 1),
+                     ("minority_collapse_classifier", "rare classes' classifier cosine", 1))
 MIXUP_COLUMNS = (("ece", "ECE (%) ↓", 100), ("mistake_severity", "severity ↓", 1),
                  ("hierdist@5", "HierDist@5 ↓", 1), ("top1", "top-1 (%) ↑", 100),
                  ("mixup_same_class_cos", "same-class mix cos", 1),
+                 ("mixup_cross_cos", "cross mix cos to its classes (λ=.5)", 1),
                  ("mixup_cross_boundary_abs", "cross mix abs boundary cos (λ=.5)", 1))
 
 
@@ -115,12 +117,26 @@ def run_metrics(folder: Path) -> dict | None:
         return None
     m = json.loads(path.read_text())
     flat = dict(m.get("test") or {})
-    for key in ("minority_collapse", "minority_collapse_means"):
+    for key in ("minority_collapse", "minority_collapse_means", "minority_collapse_classifier"):
         if key in m:
             flat[key] = m[key]
+    if m.get("imbalance") and "minority_collapse_classifier" not in flat:
+        flat["minority_collapse_classifier"] = classifier_collapse(folder, m)
     flat.update(m.get("mixup_geometry") or {})
     flat["wall_time_s"] = m.get("wall_time_s")
     return flat
+
+
+def classifier_collapse(folder: Path, metrics: dict) -> float:
+    """The rare classes' mean pairwise classifier cosine of the best model (for a fixed frame
+    the value it was built with), for runs written before the report held it."""
+    from hafcls.engine.builders import model_from_checkpoint
+    from hafcls.engine.checkpoint import load_checkpoint
+    from hafcls.metrics.minority import minority_collapse
+
+    model, _, _ = model_from_checkpoint(load_checkpoint(folder / "checkpoints" / "best.pt"))
+    return minority_collapse(model.class_vectors().detach(),
+                             metrics["imbalance"]["train_counts"])
 
 
 def _cell(entry: dict | None, scale: float) -> str:

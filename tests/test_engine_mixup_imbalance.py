@@ -110,6 +110,7 @@ def test_minority_collapse_of_the_run_equals_a_direct_computation(imbalanced_run
     cos = unit @ unit.T
     expected = cos[np.triu_indices(6, 1)].mean().item()
     assert result["minority_collapse"] == pytest.approx(expected, abs=1e-6)
+    assert result["minority_collapse_classifier"] == result["minority_collapse"]
 
 
 def test_class_counts_match_the_reference_ece_and_shot_accuracy():

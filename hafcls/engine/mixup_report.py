@@ -12,7 +12,8 @@ augmentation), at most ``PER_CLASS_CAP`` images per class (the first ones of a s
   learnable classifier (Fang et al. 2021), of their class-mean features for a fixed frame
   (ETF, HAFrame, EBV), ``minority_collapse_source`` saying which; ``minority_collapse_means``
   is the class-mean form for every head, so that learnable and fixed heads compare on one scale
-  (docs/mixup_and_imbalance.md §3);
+  (docs/mixup_and_imbalance.md §3), and ``minority_collapse_classifier`` the classifier form for
+  every head (for a fixed frame: the value the frame was built with, e.g. −1/(K−1) for an ETF);
 - ``mixup_geometry``: the seed paper's measurement (docs/mixup_and_imbalance.md §4) on
   ``N_PAIRS`` same-class and ``N_PAIRS`` cross-class input mixes at λ = 0, 0.1, ..., 1: the
   summary scalars and the per-λ curves that the figure draws.
@@ -101,6 +102,8 @@ def collapse_report(model: nn.Module, train_set, reference, train_counts, device
                 out["minority_collapse"] = means if fixed else minority_collapse(w, train_counts)
                 out["minority_collapse_source"] = "class_means" if fixed else "classifier"
                 out["minority_collapse_means"] = means
+                # a fixed frame's own value: what its rare classes' means are pulled towards
+                out["minority_collapse_classifier"] = minority_collapse(w, train_counts)
             n_pairs = N_PAIRS if n_pairs is None else n_pairs
             pairs = sample_mix_pairs(labels, n_pairs, n_pairs, seed=seed)
             mixes = collect_mixup_features(

@@ -78,7 +78,7 @@ class RunExtras:
             write_report(report, folder, title=f"{cfg.method}, mixup {cfg.mixup}, "
                                                f"cutmix {cfg.cutmix}")
             for key in ("minority_collapse", "minority_collapse_source",
-                        "minority_collapse_means"):
+                        "minority_collapse_means", "minority_collapse_classifier"):
                 if key in report:
                     result[key] = report[key]
             result["mixup_geometry"] = report["mixup_geometry"]
