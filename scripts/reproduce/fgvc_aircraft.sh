@@ -1,53 +1,24 @@
 #!/usr/bin/env bash
-# HAFrame paper recipe on FGVC-Aircraft (Liang & Davis, ICCV 2023; METHODS.md §2), 5 seeds.
+# HAFrame and its CE baseline on FGVC-Aircraft with the papers' recipes (docs/fidelity.md).
 #
-#   DATA_DIR=~/data scripts/reproduce/fgvc_aircraft.sh [any other hafcls compare option]
+#   DATA_DIR=~/data [PRETRAINED_FILE=resnet50-0676ba61.pth] scripts/reproduce/fgvc_aircraft.sh
 #
-# DATA_DIR holds fgvc-aircraft-2013b/ (add --download to fetch it there). Output: $OUT/results.md
-# (mean ± 95% t-interval over seeds, without and with CRM), results.csv, plots/, runs/.
-# Re-running the script trains nothing that already finished; an interrupted run is resumed.
+# DATA_DIR holds fgvc-aircraft-2013b/ (add --download to fetch it). Recipes (hafcls recipes
+# haframe-fgvc-aircraft): official 3,334/3,333/3,333 splits, 20-px banner cropped, train
+# stretch to 224x224 + RandomCrop(224, padding 4) + flip, test stretch; ResNet-50 with
+# torchvision's ImageNet weights (resnet50.tv_in1k: timm downloads them, or PRETRAINED_FILE
+# points at a local copy); batch 64, 100 epochs, SGD 0.9, weight decay 5e-4, cosine; backbone
+# and 1x1 conv at 0.01, BN + transformation (HAFrame) or the type-I head (CE) at 0.1; HAFrame
+# gamma 1, alpha 0.5. Output: $OUT/<recipe>/seed<k>/ and $OUT/results.md.
 #
-# Recipe: the official 3,334 / 3,333 / 3,333 train / val / test splits with the 20-pixel
-# copyright banner cropped, 100 variants in the manufacturer -> family -> variant tree (H = 3);
-# ImageNet-pretrained ResNet-50 at 224 px; 100 epochs, SGD (momentum 0.9, weight decay 5e-4),
-# per-epoch cosine schedule, peak LR 0.1 for the head and 0.01 for the backbone, batch 64,
-# best-validation checkpoint tested; HAFrame gamma = 1, alpha = 0.5 (the fgvc-aircraft preset),
-# s_min by the paper's grid rule (-0.610 here).
-#
-# Pretrained weights: --pretrained lets timm download resnet50's default ImageNet weights; set
-# PRETRAINED_FILE to a local .safetensors/.pth file instead on a machine without network.
-# (The paper's torchvision ImageNet weights differ from timm's default resnet50 weights, so
-# expect small differences in absolute numbers.)
-#
-# Published numbers (5 seeds, mean ± 95% CI), top-1 % / mistake severity / HierDist@1 / @5 / @20:
-#   HAFrame (type-II ResNet-50)        80.49 / 2.02 / 0.39 / 1.74 / 2.45
-#   cross-entropy (type-I ResNet-50)   79.18 / 2.12 / 0.44 / 2.10 / 2.67
-set -euo pipefail
-
+# Published (5 seeds), top-1 % / mistake severity / HierDist@1 / @5 / @20:
+#   HAFrame        80.49 / 2.02 / 0.39 / 1.74 / 2.45
+#   cross-entropy  79.18 / 2.12 / 0.44 / 2.10 / 2.67
 DATA_DIR=${DATA_DIR:?set DATA_DIR to the folder that holds fgvc-aircraft-2013b/}
 OUT=${OUT:-runs/reproduce/fgvc_aircraft}
-METHODS=${METHODS:-ce,haframe}          # add baselines, e.g. ce,haframe,etf-dr,hug-mhe,soft-labels,hxe
-SEEDS=${SEEDS:-5}
-MODEL=${MODEL:-resnet50}
-WORKERS=${WORKERS:-8}
-if [[ -n "${PRETRAINED_FILE:-}" ]]; then
-  WEIGHTS=(--pretrained-file "$PRETRAINED_FILE")
-else
-  WEIGHTS=(--pretrained)
-fi
+RECIPES=${RECIPES:-"haframe-fgvc-aircraft ce-fgvc-aircraft"}
+source "$(dirname "$0")/common.sh"
+WEIGHTS=()
+if [[ -n "${PRETRAINED_FILE:-}" ]]; then WEIGHTS=(--pretrained-file "$PRETRAINED_FILE"); fi
 
-hafcls compare \
-  --methods "$METHODS" --seeds "$SEEDS" \
-  --data fgvc-aircraft --data-dir "$DATA_DIR" --image-size 224 \
-  --model "$MODEL" "${WEIGHTS[@]}" \
-  --epochs 100 --batch-size 64 \
-  --optimizer sgd --lr 0.1 --lr-backbone 0.01 --momentum 0.9 --weight-decay 5e-4 \
-  --schedule cosine \
-  --set "method_options.haframe={gamma: 1, alpha: 0.5}" \
-  --select-metric top1 --workers "$WORKERS" \
-  --output "$OUT" "$@"
-
-# One run on its own:
-#   hafcls train --data fgvc-aircraft --data-dir "$DATA_DIR" --method haframe --model resnet50 \
-#     --pretrained --epochs 100 --batch-size 64 --lr 0.1 --lr-backbone 0.01 --seed 0 \
-#     --output runs/fgvc-haframe-seed0
+run_recipes "$RECIPES" --data-dir "$DATA_DIR" "${WEIGHTS[@]}" "$@"
