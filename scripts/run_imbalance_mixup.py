@@ -176,6 +176,44 @@ def tables(out: Path, data: str) -> dict:
     return summary
 
 
+def geometry_figure(out: Path, data: str, path: Path) -> Path | None:
+    """Seed-mean mixup-geometry curves, without and with mixup, one panel per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    drawn, seeds = False, 0
+    for ax, method in zip(axes, ("ce", "haframe")):
+        for label, colour in ((method, "tab:blue"), (f"{method}+mixup", "tab:red")):
+            curves = [json.loads((run_dir(out, "mixup", label, s) / "collapse.json")
+                                 .read_text())["mixup_curves"] for s in SEEDS
+                      if (run_dir(out, "mixup", label, s) / "collapse.json").is_file()]
+            if not curves:
+                continue
+            drawn, seeds = True, max(seeds, len(curves))
+            lam = np.asarray(curves[0]["lambdas"])
+            for key, ls, what in (("same_cos", "-", "same-class cos(h, w_y)"),
+                                  ("cross_boundary", ":", "cross cos(h, w_a − w_b)")):
+                mean = np.mean([np.asarray(c[key], dtype=float) for c in curves], axis=0)
+                ax.plot(lam, mean, ls, color=colour, marker="o", ms=3,
+                        label=f"{label}: {what}")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_title(f"{method} ({data}, mean over seeds)")
+        ax.set_xlabel("λ (weight of image a)")
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("cosine")
+    fig.tight_layout()
+    if not drawn:
+        return None
+    fig.suptitle(f"Mixup geometry, up to {seeds} seeds", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/imbalance-mixup")
@@ -183,6 +221,7 @@ def main() -> None:
                                                       "or synthetic")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--tables-only", action="store_true")
+    parser.add_argument("--figure", type=Path, help="also draw the mixup-geometry figure here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -196,6 +235,8 @@ def main() -> None:
     if not args.tables_only:
         run_all(out, data, args.jobs)
     tables(out, data)
+    if args.figure is not None:
+        print(geometry_figure(out, data, args.figure))
 
 
 if __name__ == "__main__":
