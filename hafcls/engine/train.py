@@ -141,6 +141,9 @@ class Trainer:
         if fetch_first and self.info.is_main:
             D.barrier()
         match_backbone_transforms(self.data, self.model, cfg)
+        weights = getattr(self.model.backbone, "hafcls_weights_report", None)
+        if weights is not None:  # e.g. a MoCo checkpoint: mapped, dropped, missing keys
+            self.log(weights.summary())
         self.criterion = self.method.build_loss(self.model, self.hierarchy)
         self.extras = RunExtras(cfg, self.criterion, self.data, self.info.is_main)  # mixup, ...
         self.model.to(self.device)
@@ -411,7 +414,9 @@ class Trainer:
         result = {"output": str(self.folder.path), "data": cfg.data, "method": cfg.method,
                   "model": cfg.model, "seed": cfg.seed, "epochs": cfg.epochs,
                   "select_metric": cfg.select_metric, "best_epoch": self.best_epoch,
-                  "val": self.best_val, "test": None}
+                  "val": self.best_val, "test": None,
+                  # split protocol and sizes (e.g. the split listing used, its test-set size)
+                  "data_info": getattr(self.data, "info", {})}
         if self.train_skipped:  # unreadable training images, left out of every epoch
             result["train_skipped"] = self.train_skipped
         if self.data.test is not None:
