@@ -321,3 +321,9 @@ def test_hier_cos_trains_in_the_engine_with_the_run_seed(tree, tmp_path):
         torch.set_num_threads(threads)
     assert result["test"]["n"] == 12 and math.isfinite(result["test"]["hierdist@1"])
     assert result["temperature"]["temperature"] > 0
+    # neural collapse of the trained run: the training split by default, NC4 from the scores
+    from hafcls.engine.evaluate import collapse_checkpoint
+
+    nc = collapse_checkpoint(tmp_path / "run", device="cpu", workers=0)
+    assert nc["split"] == "train" and nc["n"] == 32 and nc["num_classes"] == 4
+    assert 0.0 <= nc["nc4"] <= 1.0 and "self_duality" in nc
