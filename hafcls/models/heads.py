@@ -8,6 +8,7 @@ needs no table of head names. Adding a head: a class here (or in a new module im
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -242,24 +243,39 @@ class ETFHead(FixedFrameHead):
 class HUGHead(Head):
     """HUG proxy head (Liu et al., 2023): learnable proxies normalised on every call.
 
-    An embedding layer ``Linear(C, d)`` lets features leave the non-negative orthant of ReLU
-    backbones; ``features`` are its output normalised to unit length, logits the cosines to the
-    normalised proxies (the prediction is the nearest proxy by cosine).
+    As in the official code: the backbone's pooled features are normalised directly (no
+    projection) and the proxies start from U(±1/√d). A projection ``Linear(C, d)`` (no bias) is
+    added only when a ``dim`` other than the feature width C is asked for. ``features`` are the
+    unit-length features, logits the cosines to the normalised proxies (the prediction is the
+    nearest proxy by cosine).
     """
 
     kind = "hug"
-    options = (DIM,)
+    options = (DIM, Option("projection", bool, nullable=True,
+                           help="Learnable Linear(C, d) before normalising (default: only when "
+                                "d differs from the feature width C)."))
 
     @classmethod
     def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
-        head = cls(ctx.width, ctx.num_classes, ctx.options.get("dim"))
-        return head, {"dim": head.feature_dim}
+        head = cls(ctx.width, ctx.num_classes, ctx.options.get("dim"),
+                   ctx.options.get("projection"))
+        resolved = {"dim": head.feature_dim}
+        if ctx.options.get("projection") is not None:
+            resolved["projection"] = bool(ctx.options["projection"])
+        return head, resolved
 
-    def __init__(self, in_features: int, num_classes: int, dim: int | None = None):
+    def __init__(self, in_features: int, num_classes: int, dim: int | None = None,
+                 projection: bool | None = None):
         d = int(dim or in_features)
         super().__init__(num_classes, d, "pooled")
-        self.projection = nn.Linear(in_features, d)
-        self.proxies = nn.Parameter(F.normalize(torch.randn(num_classes, d), dim=1))
+        if projection is None:
+            projection = d != in_features
+        if not projection and d != in_features:
+            raise HafclsError(f"A HUG head of dimension {d} on {in_features} features needs "
+                              "a projection.", "drop projection=False or the dim option.")
+        self.projection = nn.Linear(in_features, d, False) if projection else nn.Identity()
+        bound = 1.0 / math.sqrt(d)  # the official initialisation
+        self.proxies = nn.Parameter(torch.empty(num_classes, d).uniform_(-bound, bound))
 
     def class_vectors(self) -> Tensor:
         return F.normalize(self.proxies, dim=1).t()

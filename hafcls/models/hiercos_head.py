@@ -151,10 +151,11 @@ class SubspaceHead(FixedFrameHead):
         return h @ self.rotation.to(h.dtype)
 
     def scores(self, z: Tensor) -> Tensor:
-        """``s_c = sqrt(Σ_{n ∈ V_c} z_n²)`` for all classes at once (N x K, float32)."""
-        z2 = z.float().pow(2)
+        """``s_c = sqrt(Σ_{n ∈ V_c} z_n²)`` for all classes at once (N x K, float32, or float64
+        for a float64 model)."""
+        z2 = z.to(torch.promote_types(z.dtype, torch.float32)).pow(2)
         if self.membership is not None:
-            energy = z2 @ self.membership.t()
+            energy = z2 @ self.membership.t().to(z2.dtype)
         else:  # sparse: gather each (class, coord) pair's z², sum per class
             energy = z2.new_zeros(z2.shape[0], self.num_classes)
             energy = energy.index_add(1, self.member_class, z2[:, self.member_coord])

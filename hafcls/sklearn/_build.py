@@ -57,12 +57,19 @@ def _build_head_and_loss(method: str, method_options, hierarchy, n_features: int
             frame = frames.simplex_etf(k, dim=dim, seed=frame_seed)
             head = ETFHead(n_features, frame.weight, frame.to_metadata())
         elif m.head == "hug":
-            head = HUGHead(n_features, k, int(kw.get("dim") or max(n_features, k)))
+            # frozen inputs: without a learnable projection only the proxies' spread would train
+            head = HUGHead(n_features, k, int(kw.get("dim") or max(n_features, k)),
+                           projection=True)
         elif m.head == "ebv":
             dim = int(kw.get("dim") or max(n_features, k))
             frame = frames.equiangular_basis(k, dim, seed=frame_seed)
             head = EBVHead(n_features, frame.weight, frame.to_metadata(),
                            kw.get("temperature", 0.07))
+        elif m.head == "subspace":
+            from hafcls.models.hiercos_head import SubspaceHead
+
+            head = SubspaceHead.from_hierarchy(n_features, hierarchy, seed=frame_seed,
+                                               input_kind="pooled", transform=transform)
         else:  # a head added to the registry after this module was written
             raise HafclsError(f"The estimator cannot build the {m.head!r} head of {method!r}.",
                               "use another method, or extend hafcls.sklearn._build.")
