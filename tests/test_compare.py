@@ -35,7 +35,10 @@ def _row(method, seed, top1, sev, h1, h5, h20, crm_shift=0.0):
     for prefix, shift in (("", 0.0), ("crm_", crm_shift)):
         row.update({f"{prefix}top1": top1, f"{prefix}mistake_severity": sev - shift,
                     f"{prefix}hierdist@1": h1 - shift, f"{prefix}hierdist@5": h5 - shift,
-                    f"{prefix}hierdist@20": h20 - shift, f"{prefix}top5": 1.0})
+                    f"{prefix}hierdist@20": h20 - shift, f"{prefix}top5": 1.0,
+                    f"{prefix}hops@20": top1, f"{prefix}hops": top1 / 2,
+                    f"{prefix}ece": 0.1})
+    row["hf1"] = top1  # the hedged decision's hF1 has no CRM variant
     return row
 
 
@@ -72,18 +75,26 @@ def test_markdown_table_cells():
     summaries = C.summarize_rows(FIXED_ROWS, ["ce", "haframe", "single"])
     plain = C.markdown_table(summaries, "plain").splitlines()
     assert plain[0] == ("| method | runs | top-1 (%) ↑ | mistake severity ↓ | HierDist@1 ↓ | "
-                        "HierDist@5 ↓ | HierDist@20 ↓ |")
-    assert plain[1] == "|---|---|---|---|---|---|---|"
+                        "HierDist@5 ↓ | HierDist@20 ↓ | HOPS@20 ↑ | HOPS ↑ | "
+                        "hF1 (hedged, %) ↑ | ECE (%) ↓ |")
+    assert plain[1] == "|---|---|---|---|---|---|---|---|---|---|---|"
     ci_top1 = 100 * T975[2] * 0.1 / math.sqrt(3)  # 24.84...
     ci_h1 = T975[2] * 0.2 / math.sqrt(3)
+    ci_hops = T975[2] * 0.1 / math.sqrt(3)
     assert plain[2] == (f"| ce | 3 | 60.00 ± {ci_top1:.2f} | 2.000 ± 0.000 | "
-                        f"0.800 ± {ci_h1:.3f} | 1.500 ± 0.000 | 2.000 ± 0.000 |")
+                        f"0.800 ± {ci_h1:.3f} | 1.500 ± 0.000 | 2.000 ± 0.000 | "
+                        f"0.600 ± {ci_hops:.3f} | 0.300 ± {ci_hops / 2:.3f} | "
+                        f"60.00 ± {ci_top1:.2f} | 10.00 ± 0.00 |")
     assert plain[3].startswith(f"| haframe | 2 | 85.00 ± {100 * T975[1] * 0.05:.2f} | "
                                f"1.500 ± {T975[1] / 2:.3f} |")
     # one run: the value alone; an undefined severity (no mistakes) is n/a, never 0
-    assert plain[4] == "| single | 1 | 100.00 | n/a | 0.000 | 0.500 | 1.000 |"
+    assert plain[4] == ("| single | 1 | 100.00 | n/a | 0.000 | 0.500 | 1.000 | 1.000 | 0.500 "
+                        "| 100.00 | 10.00 |")
     crm = C.markdown_table(summaries, "crm").splitlines()
+    assert "hF1" not in crm[0] and crm[0].endswith("| HOPS ↑ | ECE (%) ↓ |")
     assert "| ce | 3 | 60.00" in crm[2] and "| 1.500 ± 0.000 | 0.300 ±" in crm[2]
+    assert crm[2].endswith(f"| 0.600 ± {ci_hops:.3f} | 0.300 ± {ci_hops / 2:.3f} | "
+                           "10.00 ± 0.00 |")
     report = C.markdown_report(summaries, "SETTING")
     assert report.count("| method | runs |") == 2 and "SETTING" in report
     assert "95% Student-t" in report
@@ -171,12 +182,14 @@ def test_analysis_agrees_with_engine_and_evaluate(compared):
     run = out / "runs" / "haframe" / "seed1"
     analysis = C.analyse_run(run)  # cached
     engine = json.loads((run / "metrics.json").read_text())["test"]
-    for key in C.COMPARED_METRICS:
+    ranking = [k for k in C.COMPARED_METRICS if k not in ("hf1", "ece")]
+    for key in ranking:
         assert analysis["metrics"][key] == pytest.approx(engine[key], nan_ok=True)
     # CRM metrics through the engine's own evaluation path
     with_crm = evaluate_checkpoint(run, crm=True, device="cpu", workers=0)
-    for key in C.COMPARED_METRICS:
+    for key in ranking:
         assert analysis["crm_metrics"][key] == pytest.approx(with_crm[key], nan_ok=True)
+    _check_ece_and_hf1(run, analysis)
     for prefix in ("", "crm_"):
         m = analysis[f"{prefix}metrics"]
         curve = analysis[f"{prefix}hierdist_curve"]
@@ -193,6 +206,73 @@ def test_analysis_agrees_with_engine_and_evaluate(compared):
     assert geometry["target"].shape == (4, 4)
     np.testing.assert_allclose(np.diag(geometry["target"]), 1.0, atol=1e-6)
     assert geometry["class_means"].shape[0] == 4
+
+
+def _test_probabilities(run):
+    """The best checkpoint's test probabilities and targets, recomputed directly."""
+    import torch
+
+    from hafcls.engine.builders import build_data, model_from_checkpoint
+    from hafcls.engine.checkpoint import load_checkpoint
+    from hafcls.engine.config import TrainConfig
+    from hafcls.engine.runs import find_checkpoint
+
+    ckpt = load_checkpoint(find_checkpoint(run), map_location="cpu")
+    model, tree, score = model_from_checkpoint(ckpt)
+    data = build_data(TrainConfig.from_dict(ckpt["meta"]["config"]), hierarchy=tree)
+    x, y = zip(*(data.test[i] for i in range(len(data.test))))
+    with torch.no_grad():
+        probs = score(model(torch.stack(x)).float())
+    return probs, torch.tensor(y), tree
+
+
+def _check_ece_and_hf1(run, analysis):
+    """ECE and hF1 of the analysis against the library functions on the whole test set."""
+    from hafcls.inference import crm, hfbeta_decode
+    from hafcls.metrics import ece, hierarchical_prf
+
+    probs, y, tree = _test_probabilities(run)
+    # ece() takes log-probabilities (it applies the softmax itself)
+    assert analysis["metrics"]["ece"] == pytest.approx(ece(probs.double().log(), y), abs=1e-6)
+    sets = hfbeta_decode(probs.double(), tree, beta=1.0, count_root=False)
+    want = hierarchical_prf(y.numpy(), np.asarray(sets), tree)["f1"]
+    assert analysis["metrics"]["hf1"] == pytest.approx(want, abs=1e-9)
+    # with CRM: the confidence is the model's probability of CRM's choice
+    choice = crm(probs, tree).argmax(1)
+    conf = probs.gather(1, choice[:, None])[:, 0]
+    from hafcls.metrics import binned_calibration_error
+    want = binned_calibration_error(conf, (choice == y).double(), 15)
+    assert analysis["crm_metrics"]["ece"] == pytest.approx(want, abs=1e-6)
+    assert "hf1" not in analysis["crm_metrics"]
+
+
+def test_random_hierarchy_control_trains_permuted_and_scores_true_tree(tmp_path):
+    from hafcls.engine.compare_control import true_hierarchy
+    from hafcls.engine.config import TrainConfig
+    from hafcls.hierarchy import load
+    from hafcls.metrics import evaluate
+
+    counter = CountingTrain()
+    result = C.compare(["haframe@permuted"], [1], TINY, tmp_path, plots=False,
+                       train_fn=counter, log=lambda msg: None, permute_seed=5)
+    (control,) = counter.configs
+    assert control.method == "haframe" and control.hierarchy.endswith("permuted-seed6.json")
+    true = true_hierarchy(TrainConfig.from_dict(TINY))
+    permuted = load(control.hierarchy)
+    assert permuted.classes == true.classes
+    assert permuted.fingerprint() != true.fingerprint()
+    assert [r["method"] for r in result.rows] == ["haframe@permuted"]
+    assert "| haframe@permuted | 1 |" in result.markdown
+    # the model trained on the permuted tree, scored with the true one
+    run = tmp_path / "runs" / "haframe@permuted" / "seed1"
+    analysis = C.analyse_run(run, hierarchy=true)  # cached: same stamp
+    probs, y, trained_on = _test_probabilities(run)
+    assert trained_on.fingerprint() == permuted.fingerprint()
+    keys = ("hierdist@1", "hierdist@5", "hops", "mistake_severity")
+    want, other = evaluate(probs, y, true), evaluate(probs, y, permuted)
+    for key in keys:
+        assert analysis["metrics"][key] == pytest.approx(want[key], nan_ok=True)
+    assert any(want[k] != pytest.approx(other[k]) for k in keys)
 
 
 def test_second_call_trains_nothing(compared):
@@ -268,8 +348,8 @@ def test_cli_compare_reuses_runs_and_plot_command(compared, monkeypatch, tmp_pat
                               str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     written = sorted(p.name for p in (tmp_path / "p").iterdir())
-    assert written == ["hierdist_at_k.png", "mistake_distances.png", "similarity.png",
-                       "training_curves.png"]
+    assert {"hierdist_at_k.png", "mistake_distances.png", "similarity.png",
+            "training_curves.png"} <= set(written)  # (plot also draws newer figures)
 
 
 # ---------------------------------------------------------------------- options per method

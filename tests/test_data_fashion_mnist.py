@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader
 from hafcls.data import fashion_mnist as fm
 from hafcls.data.images import collate_skip_corrupt
 from hafcls.data.memory import TensorAugment
-from hafcls.data.registry import DataBundle
 from hafcls.data.transforms import build_transforms
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy, load
@@ -252,29 +251,68 @@ def test_dataloader_and_foreign_transforms(fixture_dir):
     assert batch[0].shape == (4, 3, 32, 32)
 
 
-def test_builder_plugs_into_data_bundle(fixture_dir):
+def test_registered_dataset_builds_the_fast_path(fixture_dir):
+    from hafcls.data import build_datasets
+    from hafcls.registry import DATASETS
+
     root, _ = fixture_dir
-    kw = {"skip_corrupt": True, "image_size": 32, "per_class": 2, "hflip": 0.0,
-          "val_per_class": 2}
-    h, train, val, test, info = fm.build_fashion_mnist(root, None, False, 0, (None, None), kw)
-    assert kw == {}  # every option consumed
-    bundle = DataBundle(hierarchy=h, train=train, val=val, test=test, image_size=32,
-                        name="fashion-mnist", num_classes=h.num_classes,
-                        mean=fm.FASHION_MNIST_MEAN, std=fm.FASHION_MNIST_STD, info=info)
+    assert DATASETS.canonical("fmnist") == DATASETS.canonical("FashionMNIST") == "fashion-mnist"
+    bundle = build_datasets("fmnist", data_dir=root, image_size=32, per_class=2, hflip=0.0,
+                            val_per_class=2)
+    assert bundle.name == "fashion-mnist"
     assert bundle.sizes() == {"train": 20, "val": 20, "test": 20}
-    assert bundle.num_skipped == 0 and train[0][0].shape == (3, 32, 32)
-    assert isinstance(train.transform, TensorAugment) and train.transform.hflip == 0.0
+    assert bundle.num_skipped == 0 and bundle.train[0][0].shape == (3, 32, 32)
+    # build_datasets' default pipelines become the batched tensor path, same statistics
+    for ds, train in ((bundle.train, True), (bundle.test, False)):
+        assert isinstance(ds.transform, TensorAugment) and ds.transform.train is train
+        assert ds.transform.mean == fm.FASHION_MNIST_MEAN and ds.transform.image_size == 32
+    assert bundle.train.transform.hflip == 0.0
+    # grayscale models: one channel
+    gray = build_datasets("fashion-mnist", data_dir=root, per_class=2, val_per_class=2,
+                          channels=1)
+    assert gray.train[0][0].shape == (1, 28, 28)
+    # a pipeline the user chose is kept (per item, on PIL images)
+    mine = build_transforms(28, False, (0.5,) * 3, (0.5,) * 3, interpolation="bicubic")
+    user = build_datasets("fashion-mnist", data_dir=root, per_class=2, val_per_class=2,
+                          eval_transform=mine)
+    assert user.test.transform is mine and isinstance(user.train.transform, TensorAugment)
     # a user hierarchy with another class order: targets follow it
     order = list(reversed(fm.CLASSES))
-    user = Hierarchy.from_edges([("r", c) for c in order], order)
-    opts = {"per_class": 2, "val_per_class": 2}
-    _, tr2, _, _, _ = fm.build_fashion_mnist(root, user, False, 0, (None, None), opts)
-    np.testing.assert_array_equal(tr2.targets, 9 - train.targets)
+    other = Hierarchy.from_edges([("r", c) for c in order], order)
+    b2 = build_datasets("fashion-mnist", data_dir=root, hierarchy=other, per_class=2,
+                        val_per_class=2)
+    np.testing.assert_array_equal(b2.train.targets, 9 - bundle.train.targets)
     wrong = Hierarchy.from_edges([("r", "cat"), ("r", "dog")])
     with pytest.raises(HafclsError, match="not classes of the hierarchy"):
-        fm.build_fashion_mnist(root, wrong, False, 0, (None, None), {"val_per_class": 2})
+        build_datasets("fashion-mnist", data_dir=root, hierarchy=wrong, val_per_class=2)
     with pytest.raises(HafclsError, match="lower val_per_class"):
-        fm.build_fashion_mnist(root, None, False, 0, (None, None), {})  # 8 per class, 500 held
+        build_datasets("fashion-mnist", data_dir=root)  # 8 per class, 500 held out
+    with pytest.raises(HafclsError, match="padding"):
+        build_datasets("fashion-mnist", data_dir=root, val_per_class=2, padding=-1)
+
+
+def test_seeded_batches_equal_seeded_items(fixture_dir):
+    """SeededDataset hands whole batches to the in-memory dataset; each sample is still
+    augmented from its own seed, so a batch equals its items loaded one by one."""
+    from hafcls.engine.distributed import EpochShardSampler, SeededDataset
+
+    root, _ = fixture_dir
+    _, train, _, _ = splits(root)
+    seeded = SeededDataset(train)
+    items = EpochShardSampler(len(train), seed=3).pairs()[:16]
+    batch = seeded.__getitems__(items)
+    one_by_one = [seeded[i] for i in items]
+    for (xb, yb), (xi, yi) in zip(batch, one_by_one):
+        assert yb == yi and torch.equal(xb, xi)
+    again = seeded.__getitems__(items)  # a function of the seeds only
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batch, again))
+    # the DataLoader takes the batched path (one call per batch)
+    calls = []
+    original = train.__getitems__
+    train.__getitems__ = lambda its: calls.append(len(its)) or original(its)
+    loader = DataLoader(seeded, batch_size=8, sampler=items, collate_fn=collate_skip_corrupt)
+    x, _ = next(iter(loader))
+    assert calls == [8] and torch.equal(x, torch.stack([b[0] for b in batch[:8]]))
 
 
 # ---------------------------------------------------------------------- hierarchy
@@ -330,6 +368,20 @@ def test_real_counts_and_label_order(real):
     np.testing.assert_array_equal(train.targets, labels["train"][train.source_indices])
     x = train.images.float().div_(255)
     assert abs(x.mean().item() - 0.2860) < 2e-3 and abs(x.std().item() - 0.3530) < 2e-3
+
+
+def test_real_data_through_the_engine(real, tmp_path):
+    """A short engine run on 500 real training images: well above chance on 1,000 test ones."""
+    from hafcls.engine.config import TrainConfig
+    from hafcls.engine.train import train
+
+    cfg = TrainConfig.from_dict({
+        "data": "fmnist", "method": "haframe", "model": "test_resnet", "epochs": 4,
+        "batch_size": 32, "lr": 0.05, "workers": 0, "progress": False, "device": "cpu",
+        "data_options": {"per_class": [50, 10, 100]}, "output": str(tmp_path / "run")})
+    result = train(cfg, log=lambda msg: None)
+    assert result["test"]["n"] == 1000
+    assert result["test"]["top1"] > 0.45, result["test"]  # chance is 0.1
 
 
 def test_real_data_learning_well_above_chance(real):

@@ -354,7 +354,7 @@ def test_build_datasets_skips_by_default_and_strict_on_request(tmp_path):
 
 def test_registry_names_and_errors():
     assert available_datasets() == ["synthetic", "cifar100", "fgvc-aircraft", "inat2019",
-                                    "tiered-imagenet", "folder"]
+                                    "tiered-imagenet", "fashion-mnist", "folder"]
     with pytest.raises(HafclsError, match="synthetic, cifar100, fgvc-aircraft, inat2019"):
         build_datasets("imagenet")
     with pytest.raises(HafclsError, match="needs data_dir"):

@@ -20,7 +20,8 @@ _PER_RUN = ("method", "seed", "output", "resume")
 @click.command("compare")
 @click.option("--methods", required=True,
               help="Comma-separated registered methods (hafcls.list_methods()), e.g. "
-                   "ce,haframe.")
+                   "ce,haframe. METHOD@permuted adds the random-hierarchy control: METHOD "
+                   "trained on the tree with its classes permuted, scored with the true tree.")
 @click.option("--seeds", default="5", show_default=True,
               help="Number of seeds (N: seeds 0..N-1) or a comma list of seeds.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -30,7 +31,10 @@ _PER_RUN = ("method", "seed", "output", "resume")
               help="Draw the figures (needs matplotlib: pip install hafcls[plots]).")
 @click.option("--max-k", type=int, default=100, show_default=True,
               help="Largest k of the HierDist@k curve.")
-def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int,
+@click.option("--permute-seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="METHOD@permuted: seed s trains on the tree permuted with PERMUTE_SEED + s "
+                   "(another random tree per seed).")
+def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int, permute_seed: int,
             config: Path | None, assignments: tuple[str, ...], recipe: str | None,
             **params) -> None:
     """Train each method for each seed, then write results.csv, results.md (mean ± 95%
@@ -40,8 +44,9 @@ def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int,
     Example (a few minutes on a CPU):
       hafcls compare --methods ce,haframe,soft-labels --seeds 3 --data synthetic \\
           --model resnet10t --epochs 5 --output runs/compare
-    Calling it again trains nothing: finished runs are reused. With --tensorboard DIR each
-    run's curves go to DIR/<method>/seed<k> (tensorboard --logdir DIR).
+    Calling it again trains nothing: finished runs are reused. Add haframe@permuted to
+    --methods for the random-hierarchy control (docs/results-fashion-mnist.md). With
+    --tensorboard DIR each run's curves go to DIR/<method>/seed<k> (tensorboard --logdir DIR).
     """
     from hafcls.engine.compare import compare
 
@@ -49,7 +54,7 @@ def command(methods: str, seeds: str, output: Path, plots: bool, max_k: int,
     cfg = train_cli.resolve_config(train_cli.explicit_options(ctx, params), config, assignments,
                                    recipe)
     result = compare(methods, seeds, cfg, output, plots=plots, max_k=max_k,
-                     train_fn=_tensorboard_runs(cfg))
+                     permute_seed=permute_seed, train_fn=_tensorboard_runs(cfg))
     if not result.markdown:  # a non-zero torchrun rank: rank 0 reports
         return
     click.echo(result.markdown)

@@ -7,7 +7,7 @@ in ``hafcls/data/`` plus one entry in ``MODULES``. The default dataset (syntheti
 import importlib
 
 MODULES = ("synthetic", "cifar100", "fgvc_aircraft", "inaturalist", "tiered_imagenet",
-           "folder")
+           "fashion_mnist", "folder")
 
 for _name in MODULES:
     importlib.import_module(f"hafcls.data.{_name}")

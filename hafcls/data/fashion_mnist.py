@@ -26,8 +26,10 @@ import torch
 from hafcls.data.base import check_split, last_per_class, map_labels, resolve_hierarchy
 from hafcls.data.idx import read_idx
 from hafcls.data.memory import InMemoryImageDataset, TensorAugment
+from hafcls.data.registry import DatasetRequest, register_dataset
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
+from hafcls.validation import Option
 
 #: Class ids in label order (torchvision's ``FashionMNIST.classes``).
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -273,21 +275,57 @@ def fashion_mnist_splits(
     return h, out[0], out[1], out[2]
 
 
-def build_fashion_mnist(data_dir, hierarchy, download, seed, tf, kw):
-    """Registry builder (the signature of the other ``_build_*`` in ``data/registry.py``;
-    ``seed`` is unused: the splits are fixed).
+def default_pipeline_stats(transform, image_size: int, train: bool) -> dict | None:
+    """``{mean, std, hflip}`` when ``transform`` is exactly what ``build_datasets`` builds by
+    default for this size (then the batched :class:`TensorAugment` replaces it: the same
+    normalisation, flip and a 2-pixel padded crop); ``None`` for anything the user chose."""
+    from torchvision.transforms import v2
 
-    ``tf`` is ``(train_transform, eval_transform)``: ``None`` entries get the fast batched
-    :class:`TensorAugment`; anything else is used per item on PIL images. ``kw`` may hold
-    ``image_size``, ``mean``, ``std``, ``hflip``, ``padding``, ``channels``, ``per_class``,
-    ``val_per_class`` and ``skip_corrupt`` (ignored: nothing in memory is unreadable).
-    """
-    kw.pop("skip_corrupt", None)
-    opts = {k: kw.pop(k) for k in ("image_size", "mean", "std", "hflip", "padding", "channels",
-                                   "per_class", "val_per_class") if k in kw}
+    from hafcls.data.transforms import ToNormalizedTensor, build_transforms
+
+    steps = getattr(transform, "transforms", None)
+    if not isinstance(transform, v2.Compose) or not steps:
+        return None
+    norm = steps[-1]
+    if not isinstance(norm, ToNormalizedTensor):
+        return None
+    flips = [t.p for t in steps if isinstance(t, v2.RandomHorizontalFlip)]
+    hflip = float(flips[0]) if flips else 0.0
+    try:
+        reference = build_transforms(image_size, train, norm.mean, norm.std, hflip=hflip)
+    except HafclsError:
+        return None
+    if repr(reference) != repr(transform):
+        return None
+    return {"mean": tuple(norm.mean), "std": tuple(norm.std), "hflip": hflip}
+
+
+@register_dataset(
+    "fashion-mnist", image_size=IMAGE_SIDE, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
+    hflip=0.5, aliases=("fmnist", "fashionmnist"), skip_corrupt=False,
+    options=(Option("per_class", (int, dict, list, tuple), nullable=True),
+             Option("val_per_class", int, 0, 5999), Option("channels", int, 1, 3),
+             Option("padding", int, 0, None)),
+    help="Fashion-MNIST from its IDX files (Debian's dataset-fashion-mnist), 55k/5k/10k, "
+         "in memory.")
+def build_fashion_mnist(req: DatasetRequest):
+    """Registry builder. The user's transforms are used as given (per item, on PIL images);
+    the default ones are replaced by the batched :class:`TensorAugment` at the same size,
+    mean, std and flip probability (``--data-dir`` defaults to Debian's folder)."""
+    opts = dict(req.options)
+    tf: list = [req.train_transform, req.eval_transform]
+    for i, train in enumerate((True, False)):
+        stats = default_pipeline_stats(tf[i], req.image_size, train)
+        if stats is not None:  # build_datasets' own pipeline -> the batched tensor path
+            tf[i] = None
+            opts.setdefault("mean", stats["mean"])
+            opts.setdefault("std", stats["std"])
+            if train:
+                opts.setdefault("hflip", stats["hflip"])
     h, train, val, test = fashion_mnist_splits(
-        data_dir, hierarchy, download, train_transform=tf[0], eval_transform=tf[1], **opts)
-    files = locate_fashion_mnist(data_dir)
+        req.data_dir, req.hierarchy, req.download, train_transform=tf[0], eval_transform=tf[1],
+        image_size=req.image_size, **opts)
+    files = locate_fashion_mnist(req.data_dir)
     info = {"files": str(files["train"][0].parent), "val_per_class":
             opts.get("val_per_class", VAL_PER_CLASS), "per_class": opts.get("per_class"),
             "train_transform": repr(train.transform)}

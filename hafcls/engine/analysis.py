@@ -25,7 +25,7 @@ from hafcls.io import atomic_write, atomic_write_text
 from hafcls.methods.haframe import similarity_target
 
 DEFAULT_MAX_K = 100
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: hops@k, hops, ECE and hF1 of the hF1-optimal node set
 GEOMETRY_MAX_CLASSES = 2000  # K x K matrices beyond this are neither stored nor drawn
 
 
@@ -41,7 +41,7 @@ def _analysis_files(run_dir: Path, split: str) -> tuple[Path, Path]:
 
 def analyse_run(run_dir: str | Path, device: str = "auto", max_k: int = DEFAULT_MAX_K,
                 refresh: bool = False, workers: int | None = None,
-                batch_size: int | None = None) -> dict:
+                batch_size: int | None = None, hierarchy=None) -> dict:
     """Test-set analysis of a run's best checkpoint (cached in ``run_dir/analysis``).
 
     Returns a dict with ``method``, ``seed``, ``split``, ``n``, ``metrics`` and ``crm_metrics``
@@ -49,18 +49,24 @@ def analyse_run(run_dir: str | Path, device: str = "auto", max_k: int = DEFAULT_
     ``crm_mistake_histogram`` (samples per top-1 distance, index 0 = correct),
     ``hierdist_curve`` and ``crm_hierdist_curve`` (HierDist@k for k = 1..min(K, max_k)),
     ``best_epoch`` and ``train_time_s`` (from ``metrics.json`` when present).
+
+    ``hierarchy`` (default: the run's own) is the tree every test-time step uses: the metrics,
+    CRM and the hedged decoding. It must hold the run's classes in the same order; the
+    random-hierarchy control passes the true tree for a run trained on a permuted one.
     """
     from hafcls.engine.runs import find_checkpoint
 
     run_dir = Path(run_dir)
     ckpt_path = find_checkpoint(run_dir)
-    stamp = {**_checkpoint_stamp(ckpt_path), "max_k": int(max_k), "version": ANALYSIS_VERSION}
+    stamp = {**_checkpoint_stamp(ckpt_path), "max_k": int(max_k), "version": ANALYSIS_VERSION,
+             "hierarchy": None if hierarchy is None else hierarchy.fingerprint()}
     if not refresh:
         for split in ("test", "val"):
             cached = _read_json(_analysis_files(run_dir, split)[0])
             if cached is not None and cached.get("stamp") == stamp:
                 return cached
-    result, geometry = _score_checkpoint(ckpt_path, device, max_k, workers, batch_size)
+    result, geometry = _score_checkpoint(ckpt_path, device, max_k, workers, batch_size,
+                                         hierarchy)
     result["stamp"] = stamp
     result.update(_run_summary(run_dir))
     json_path, npz_path = _analysis_files(run_dir, result["split"])
@@ -109,7 +115,8 @@ def load_geometry(run_dir: str | Path, split: str | None = None) -> dict | None:
     return None
 
 
-def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_size):
+def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_size,
+                      eval_tree=None):
     """Stream the evaluation split through the checkpoint's model (see :func:`analyse_run`)."""
     from hafcls.engine import distributed as D
     from hafcls.engine.builders import (
@@ -125,6 +132,12 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
         raise HafclsError(f"max_k must be at least 1, got {max_k}.", "use e.g. max_k=100.")
     ckpt = load_checkpoint(ckpt_path, map_location="cpu")
     model, hierarchy, score = model_from_checkpoint(ckpt, path=ckpt_path)
+    if eval_tree is None:
+        eval_tree = hierarchy
+    elif list(eval_tree.classes) != list(hierarchy.classes):
+        raise HafclsError(f"The evaluation tree's classes differ from those {ckpt_path} was "
+                          "trained on (or their order does).",
+                          "evaluate with a tree over the same classes in the same order.")
     config = TrainConfig.from_dict(ckpt["meta"]["config"], source=f"{ckpt_path}'s config")
     overrides = {"resume": False, "device": device}
     if workers is not None:
@@ -143,7 +156,7 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
                           "give a dataset with a test split to compare methods on.")
     model.to(dev)
     loader = make_eval_loader(dataset, config, info, dev)
-    acc = _StreamingAnalysis(hierarchy, max_k, dev)
+    acc = _StreamingAnalysis(eval_tree, max_k, dev)
     with torch.no_grad():
         for batch in loader:
             if batch is None:
@@ -159,7 +172,8 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
     result = acc.result()
     result.update(method=config.method, seed=config.seed, split=split, data=config.data,
                   model=config.model, epochs=config.epochs,
-                  num_classes=hierarchy.num_classes, height=hierarchy.height)
+                  num_classes=eval_tree.num_classes, height=eval_tree.height,
+                  trained_on=hierarchy.meta.get("name"))
     geometry = None
     if hierarchy.num_classes <= GEOMETRY_MAX_CLASSES:
         geometry = {"class_means": acc.class_means().astype(np.float32),
@@ -185,7 +199,7 @@ class _StreamingAnalysis:
         self.distance = torch.from_numpy(dist.astype(np.int64)).to(device)
         self.k = hierarchy.num_classes
         self.k_max = min(int(max_k), self.k)
-        self.reported = {f"hierdist@{k}" for k in DEFAULT_KS}
+        self.reported = {f"{m}@{k}" for k in DEFAULT_KS for m in ("hierdist", "hops")}
         ks = sorted({*DEFAULT_KS, *range(1, self.k_max + 1)})
         self.meters = {v: SeverityMeter(hierarchy, ks=ks) for v in ("", CRM_PREFIX)}
         self.hist = {v: torch.zeros(self.d_max + 1, dtype=torch.int64, device=device)
@@ -193,6 +207,12 @@ class _StreamingAnalysis:
         self.sums: torch.Tensor | None = None
         self.counts = torch.zeros(self.k, dtype=torch.float64, device=device)
         self.n = 0
+        # per sample: the confidence and correctness of each variant's top-1 (ECE), the true
+        # class and the hF1-optimal node set (hF1); O(N) or O(N x nodes) booleans in all
+        self.confidence: dict[str, list] = {v: [] for v in self.meters}
+        self.correct: dict[str, list] = {v: [] for v in self.meters}
+        self.targets: list = []
+        self.node_sets: list = []
 
     def update(self, probs: torch.Tensor, targets: torch.Tensor, features: torch.Tensor) -> None:
         from hafcls.inference import crm
@@ -201,6 +221,9 @@ class _StreamingAnalysis:
         for variant, scores in (("", probs), (CRM_PREFIX, crm(probs, self.hierarchy))):
             self.meters[variant].update(scores, targets)
             top1 = topk_indices(scores, 1)[:, 0]
+            # ECE of the decision made: the model's probability of the chosen class
+            self.confidence[variant].append(probs.gather(1, top1[:, None])[:, 0].double().cpu())
+            self.correct[variant].append((top1 == targets).cpu())
             self.hist[variant] += torch.bincount(self.distance[targets, top1],
                                                  minlength=self.d_max + 1)
         if self.sums is None:
@@ -209,6 +232,8 @@ class _StreamingAnalysis:
         self.sums.index_add_(0, targets, features.double())
         self.counts += torch.bincount(targets, minlength=self.k).double()
         self.n += int(targets.numel())
+        self.targets.append(targets.cpu())
+        self.node_sets.append(hf1_optimal_sets(probs, self.hierarchy))
 
     def class_means(self) -> np.ndarray:
         means = self.sums / self.counts.clamp_min(1)[:, None]
@@ -227,4 +252,38 @@ class _StreamingAnalysis:
             out[f"{variant}mistake_histogram"] = self.hist[variant].cpu().tolist()
             out[f"{variant}hierdist_curve"] = [metrics[f"hierdist@{k}"]
                                                for k in range(1, self.k_max + 1)]
+            out[f"{variant}metrics"]["ece"] = _ece(torch.cat(self.confidence[variant]),
+                                                   torch.cat(self.correct[variant]))
+        out["metrics"]["hf1"] = hierarchical_f1(torch.cat(self.targets),
+                                                np.concatenate(self.node_sets), self.hierarchy)
         return out
+
+
+#: Trees up to this many nodes get the exact hF1-optimal set without the root (O(nodes^2) per
+#: sample, METHODS.md section 8); larger ones the paper's root-counting decoder with its bound.
+EXACT_HF1_MAX_NODES = 256
+
+
+def hf1_optimal_sets(probs: torch.Tensor, hierarchy) -> np.ndarray:
+    """N x nodes boolean node sets maximising the expected hF1 (the hedged decision)."""
+    from hafcls.inference import hfbeta_decode
+
+    exact = hierarchy.num_nodes <= EXACT_HF1_MAX_NODES
+    p = probs.detach().double().cpu()
+    p = p / p.sum(1, keepdim=True)
+    sets = hfbeta_decode(p, hierarchy, beta=1.0, count_root=not exact)
+    return np.asarray(sets, dtype=bool)
+
+
+def hierarchical_f1(targets: torch.Tensor, node_sets: np.ndarray, hierarchy) -> float:
+    """Micro hF1 (root excluded) of the decoded node sets against the true classes."""
+    from hafcls.metrics import hierarchical_prf
+
+    return float(hierarchical_prf(targets.numpy(), node_sets, hierarchy)["f1"])
+
+
+def _ece(confidence: torch.Tensor, correct: torch.Tensor) -> float:
+    """15-bin ECE of top-1 decisions (hafcls.metrics.calibration's binning)."""
+    from hafcls.metrics import binned_calibration_error
+
+    return float(binned_calibration_error(confidence, correct.double(), 15))

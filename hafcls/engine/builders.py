@@ -31,6 +31,13 @@ def load_hierarchy(spec):
     return spec if isinstance(spec, Hierarchy) else load(spec)
 
 
+def _takes_channels(data: str) -> bool:
+    """Whether the dataset declares a ``channels`` option (grayscale data kept in memory)."""
+    from hafcls.registry import DATASETS
+
+    return any(o.name == "channels" for o in DATASETS.get(DATASETS.canonical(data)).options)
+
+
 def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=None):
     """The dataset bundle of ``config``. With ``download`` under DDP, rank 0 fetches first."""
     from hafcls.data import build_datasets
@@ -40,6 +47,9 @@ def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=No
     kwargs: dict[str, Any] = dict(config.data_options)
     if hierarchy is not None:
         kwargs.pop("branching", None)  # the synthetic tree is given, not generated
+    if _takes_channels(config.data) and "in_chans" in config.model_options:
+        # grayscale data follows the model: in_chans=1 keeps 1 channel, else replicated to 3
+        kwargs.setdefault("channels", 1 if int(config.model_options["in_chans"]) == 1 else 3)
     kwargs.update(data_dir=config.data_dir, hierarchy=hierarchy, image_size=config.image_size,
                   download=config.download)
     if config.transform_preset:

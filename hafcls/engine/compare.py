@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hafcls.engine.analysis import DEFAULT_MAX_K, analyse_run, load_geometry
+from hafcls.engine.compare_control import split_entry, true_hierarchy
 from hafcls.engine.compare_plan import (
     Log,
     log_to_stderr,
@@ -79,13 +80,14 @@ class Comparison:
 def compare(methods: str | Sequence[str], seeds: int | str | Sequence[int],
             config: TrainConfig | Mapping, output: str | Path, *, plots: bool = True,
             max_k: int = DEFAULT_MAX_K, train_fn: Callable | None = None,
-            log: Log | None = None) -> Comparison:
+            log: Log | None = None, permute_seed: int = 0) -> Comparison:
     """Train every method for every seed (resumably), then write the comparison.
 
     Parameters
     ----------
     methods:
-        Registry names (``"ce,haframe"`` or a list).
+        Registry names (``"ce,haframe"`` or a list); ``METHOD@permuted`` adds the
+        random-hierarchy control of METHOD (:mod:`hafcls.engine.compare_control`).
     seeds:
         A count (``5`` -> seeds 0..4) or explicit seeds.
     config:
@@ -98,6 +100,8 @@ def compare(methods: str | Sequence[str], seeds: int | str | Sequence[int],
         tables are still written).
     train_fn:
         The training function (default :func:`hafcls.engine.train.train`).
+    permute_seed:
+        Run ``s`` of a control trains on the tree permuted with seed ``permute_seed + s``.
 
     Returns a :class:`Comparison` with the rows, the summaries, the Markdown text and the paths.
     """
@@ -114,7 +118,11 @@ def compare(methods: str | Sequence[str], seeds: int | str | Sequence[int],
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise HafclsError(f"--output {output} is a file.", "give a folder path.")
-    trained, skipped = train_runs(methods, seeds, config, output, train_fn=train_fn, log=log)
+    control = None
+    if any(split_entry(m)[1] for m in methods):  # every run is then scored with this tree
+        control = {"tree": true_hierarchy(config), "seed": int(permute_seed)}
+    trained, skipped = train_runs(methods, seeds, config, output, train_fn=train_fn, log=log,
+                                  control=control)
     if not D.env_info().is_main:  # under torchrun only rank 0 analyses and writes
         return Comparison(output, methods, seeds, [], {}, "", trained, skipped)
 
@@ -126,7 +134,9 @@ def compare(methods: str | Sequence[str], seeds: int | str | Sequence[int],
         for seed in seeds:
             path = run_path(output, method, seed)
             log(f"Analysing {path} ...")
-            analysis = analyse_run(path, device=device, max_k=max_k)
+            analysis = analyse_run(path, device=device, max_k=max_k,
+                                   hierarchy=control and control["tree"])
+            analysis = {**analysis, "method": method}  # the entry, e.g. haframe@permuted
             analyses.setdefault(method, []).append(analysis)
             dirs.setdefault(method, []).append(path)
             rows.append(result_row(analysis, path.relative_to(output)))

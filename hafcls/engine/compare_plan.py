@@ -27,7 +27,11 @@ def log_to_stderr(msg: str) -> None:
 
 # ---------------------------------------------------------------------- arguments
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
-    """Method names from ``"ce,haframe"`` or a list, checked against the registry."""
+    """Method names from ``"ce,haframe"`` or a list, checked against the registry.
+
+    ``METHOD@permuted`` is the random-hierarchy control of METHOD (see
+    :mod:`hafcls.engine.compare_control`)."""
+    from hafcls.engine.compare_control import split_entry
     from hafcls.methods import available_methods
 
     names = methods.split(",") if isinstance(methods, str) else list(methods)
@@ -35,7 +39,7 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
     if not names:
         raise HafclsError("No methods to compare.", "pass e.g. --methods ce,haframe.")
     known = available_methods()
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if split_entry(n)[0] not in known]
     if unknown:
         raise HafclsError(f"Unknown method(s): {', '.join(unknown)}.",
                           f"use some of {', '.join(known)}.")
@@ -90,21 +94,36 @@ def method_options_for(options: Mapping, method: str) -> dict:
     return {**shared, **options.get(method, {})}
 
 
-def run_config(base: TrainConfig, method: str, seed: int, output: str | Path) -> TrainConfig:
-    """``base`` with the method, seed, run folder and method options of one comparison run."""
+def run_config(base: TrainConfig, method: str, seed: int, output: str | Path,
+               control: dict | None = None) -> TrainConfig:
+    """``base`` with the method, seed, run folder and method options of one comparison run.
+
+    ``method`` may be a ``METHOD@permuted`` control entry: then ``control`` holds ``tree`` (the
+    true hierarchy) and ``seed`` (the base permutation seed), and the run trains METHOD on the
+    permuted tree written under ``output/control``."""
+    from hafcls.engine.compare_control import control_hierarchy_file, split_entry
+
+    name, is_control = split_entry(method)
     cfg = TrainConfig.from_dict(base.to_dict(), source="the comparison options")
-    cfg.update({"method": method, "seed": seed, "output": str(run_path(output, method, seed)),
+    cfg.update({"method": name, "seed": seed, "output": str(run_path(output, method, seed)),
                 "resume": False,
-                "method_options": method_options_for(base.method_options, method)})
+                "method_options": method_options_for(base.method_options, name)})
+    if is_control:
+        if control is None:
+            raise HafclsError(f"{method} needs the comparison's tree to permute.",
+                              "call compare(), which passes it.")
+        tree_file = control_hierarchy_file(output, control["tree"], control["seed"], seed)
+        cfg.update({"hierarchy": str(tree_file)})
     cfg.require_run_fields()
     return cfg
 
 
 def check_method_options(methods: Sequence[str], config: TrainConfig) -> None:
     """Fail before any training when a method does not accept its ``method_options``."""
+    from hafcls.engine.compare_control import split_entry
     from hafcls.methods import get_method
 
-    for method in methods:
+    for method in (split_entry(m)[0] for m in methods):
         options = method_options_for(config.method_options, method)
         if not options:
             continue
@@ -134,7 +153,8 @@ def check_same_experiment(stored: Mapping, wanted: TrainConfig, where: Path) -> 
 
 def train_runs(methods: Sequence[str], seeds: Sequence[int], config: TrainConfig,
                output: str | Path, train_fn: Callable | None = None,
-               log: Log | None = None) -> tuple[list[Path], list[Path]]:
+               log: Log | None = None,
+               control: dict | None = None) -> tuple[list[Path], list[Path]]:
     """Train every method x seed that has not finished yet; return ``(trained, skipped)``.
 
     A run folder with ``metrics.json`` is finished (skipped, after checking that it was trained
@@ -144,7 +164,7 @@ def train_runs(methods: Sequence[str], seeds: Sequence[int], config: TrainConfig
         from hafcls.engine.train import train as train_fn
     log = log or log_to_stderr
     check_method_options(methods, config)
-    plan = [(method, seed, run_config(config, method, seed, output))
+    plan = [(method, seed, run_config(config, method, seed, output, control))
             for method in methods for seed in seeds]
     # every finished run is checked before anything trains, so a mismatch fails at once
     for _, _, cfg in plan:

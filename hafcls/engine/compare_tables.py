@@ -14,11 +14,24 @@ from hafcls.errors import HafclsError
 from hafcls.io import atomic_write_text
 
 #: Metrics of the comparison table, in column order.
-COMPARED_METRICS = ("top1", "mistake_severity", "hierdist@1", "hierdist@5", "hierdist@20")
+COMPARED_METRICS = ("top1", "mistake_severity", "hierdist@1", "hierdist@5", "hierdist@20",
+                    "hops@20", "hops", "hf1", "ece")
 METRIC_TITLES = {"top1": "top-1 (%) ↑", "mistake_severity": "mistake severity ↓",
                  "hierdist@1": "HierDist@1 ↓", "hierdist@5": "HierDist@5 ↓",
-                 "hierdist@20": "HierDist@20 ↓"}
+                 "hierdist@20": "HierDist@20 ↓", "hops@20": "HOPS@20 ↑", "hops": "HOPS ↑",
+                 "hf1": "hF1 (hedged, %) ↑", "ece": "ECE (%) ↓"}
+#: Metrics shown in percent (the others as they are).
+PERCENT_METRICS = frozenset({"top1", "hf1", "ece"})
+#: Metrics of the probabilities' own decision, which CRM does not change (one table only).
+PLAIN_ONLY_METRICS = frozenset({"hf1"})
 CRM_PREFIX = "crm_"
+
+
+def table_metrics(variant: str) -> tuple[str, ...]:
+    """The columns of the ``"plain"`` or ``"crm"`` table."""
+    if variant == "plain":
+        return COMPARED_METRICS
+    return tuple(k for k in COMPARED_METRICS if k not in PLAIN_ONLY_METRICS)
 
 
 def result_row(analysis: Mapping, run_dir: str | Path | None = None) -> dict:
@@ -30,7 +43,8 @@ def result_row(analysis: Mapping, run_dir: str | Path | None = None) -> dict:
            "train_time_s": analysis.get("train_time_s")}
     for prefix in ("", CRM_PREFIX):
         metrics = analysis[f"{prefix}metrics"]
-        for key in (*COMPARED_METRICS, "top5"):
+        keys = table_metrics("plain" if not prefix else "crm")
+        for key in (*keys, "top5"):
             row[f"{prefix}{key}"] = metrics.get(key)
     return row
 
@@ -58,16 +72,23 @@ def summarize_rows(rows: Sequence[Mapping], methods: Sequence[str]) -> dict:
         if not mine:
             continue
         out[method] = {
-            "plain": summarize([{k: r[k] for k in COMPARED_METRICS} for r in mine]),
-            "crm": summarize([{k: r[CRM_PREFIX + k] for k in COMPARED_METRICS} for r in mine]),
+            "plain": summarize([{k: _num(r.get(k)) for k in table_metrics("plain")}
+                                for r in mine]),
+            "crm": summarize([{k: _num(r.get(CRM_PREFIX + k)) for k in table_metrics("crm")}
+                              for r in mine]),
         }
     return out
+
+
+def _num(value) -> float:
+    """A metric value, NaN when an older analysis lacks it (shown as n/a)."""
+    return float("nan") if value is None else value
 
 
 def _cell(entry: Mapping | None, key: str) -> str:
     if entry is None:
         return "—"
-    scale, digits = (100.0, 2) if key == "top1" else (1.0, 3)
+    scale, digits = (100.0, 2) if key in PERCENT_METRICS else (1.0, 3)
     mean = entry["mean"] * scale
     if math.isnan(mean):
         return "n/a"
@@ -77,12 +98,13 @@ def _cell(entry: Mapping | None, key: str) -> str:
 
 def markdown_table(summaries: Mapping[str, Mapping], variant: str = "plain") -> str:
     """A Markdown table: one row per method, ``mean ± ci95`` per compared metric."""
-    head = ["method", "runs"] + [METRIC_TITLES[k] for k in COMPARED_METRICS]
+    keys = table_metrics(variant)
+    head = ["method", "runs"] + [METRIC_TITLES[k] for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, both in summaries.items():
         summary = both[variant]
-        n = summary[COMPARED_METRICS[0]]["n"]
-        cells = [method, str(n)] + [_cell(summary.get(k), k) for k in COMPARED_METRICS]
+        n = summary[keys[0]]["n"]
+        cells = [method, str(n)] + [_cell(summary.get(k), k) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -100,7 +122,13 @@ def markdown_report(summaries: Mapping[str, Mapping], setting: str) -> str:
         "distance of the top-1 mistakes only (n/a when a run made none); HierDist@k is the mean "
         "distance of the k highest-ranked classes over all test samples (a correct class counts "
         "0), so HierDist@1 = (1 − top-1) × mistake severity. Distances are the published "
-        "d(a, b) = H − depth(LCA(a, b)). Overlapping intervals mean the difference is not "
+        "d(a, b) = H − depth(LCA(a, b)). HOPS@20 and HOPS (Hier-COS) score the order of the "
+        "top 20 and of the whole ranking against the ideal order by distance (1 = ideal). hF1 is "
+        "the micro hierarchical F1 (root excluded) of the node set maximising the expected hF1 "
+        "under the method's probabilities (a decision that may back off to a coarser node; CRM "
+        "does not change the probabilities, so it has no CRM column). ECE is the 15-bin "
+        "expected calibration error of the top-1 decision, with the model's probability of the "
+        "chosen class as confidence. Overlapping intervals mean the difference is not "
         "resolved by these seeds.", ""])
 
 

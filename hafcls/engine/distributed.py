@@ -202,6 +202,8 @@ class SeededDataset(Dataset):
         if not isinstance(item, tuple):
             return self.dataset[item]
         index, seed = item
+        if getattr(self.dataset, "seeded_items", False):  # seeds each sample itself
+            return self.dataset[item]
         in_main = get_worker_info() is None
         if in_main:  # loading in the training process: leave its RNG streams untouched
             saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
@@ -215,6 +217,16 @@ class SeededDataset(Dataset):
                 random.setstate(saved[0])
                 np.random.set_state(saved[1])
                 torch.set_rng_state(saved[2])
+
+
+    def __getitems__(self, items):
+        """A whole batch at once when the dataset takes ``(index, seed)`` items itself (the
+        in-memory datasets: one vectorised transform per batch, each sample still augmented
+        from its own seed, so batches are identical to item-by-item loading and resume stays
+        exact); otherwise item by item."""
+        if getattr(self.dataset, "seeded_items", False):
+            return self.dataset.__getitems__(items)
+        return [self[i] for i in items]
 
 
 class ShardSampler(Sampler[int]):
