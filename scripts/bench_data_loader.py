@@ -6,9 +6,10 @@ number of torch threads and DataLoader workers:
 * in-memory: ``fashion_mnist_splits()`` (uint8 tensor in memory, :class:`TensorAugment` on whole
   batches through ``__getitems__``): one full 55,000-image training epoch, shuffled; and the same
   epoch fed ``(index, seed)`` items by the engine's ``EpochShardSampler`` (exact-resume seeding);
-* per item: the dataset's own single-image path, and the engine's path today, ``SeededDataset``
-  (no ``__getitems__`` yet; it saves and restores the RNG states around every item) + the same
-  sampler, on the first ``--per-item`` images of the epoch;
+* the engine's path: ``SeededDataset`` (whose ``__getitems__`` hands whole batches of
+  ``(index, seed)`` items to the dataset) + ``EpochShardSampler``, a full epoch;
+* per item: the dataset's own single-image path, and ``SeededDataset`` forced item by item, on
+  the first ``--per-item`` images of the epoch;
 * PNG folders: ``--png`` training images written as PNG class folders to a temporary directory,
   read by ``HierarchyImageFolder`` with the registry's default small-image transform (resize,
   random crop with padding, flip, normalise).
@@ -100,8 +101,10 @@ def main() -> None:
     plain = _PerItem(train)
     raw_item, n = images_per_second(DataLoader(plain, sampler=sampler, **common), args.per_item)
     print(f"in-memory, per item, (index, seed) items: {raw_item:8,.0f} images/s ({n:,} images)")
-    per_item, n = images_per_second(DataLoader(SeededDataset(train), sampler=sampler, **common),
-                                    args.per_item)
+    engine, n = images_per_second(DataLoader(SeededDataset(train), sampler=sampler, **common))
+    print(f"engine: SeededDataset, batched         : {engine:9,.0f} images/s ({n:,} images)")
+    per_item, n = images_per_second(
+        DataLoader(_PerItem(SeededDataset(train)), sampler=sampler, **common), args.per_item)
     print(f"in-memory, per item via SeededDataset  : {per_item:9,.0f} images/s ({n:,} images)")
 
     hs = folder_safe(h)
@@ -115,8 +118,8 @@ def main() -> None:
     print(f"PNG folders ({tf.transforms[1]!r} ...)")
     print(f"PNG folders, per item                  : {png:9,.0f} images/s ({n:,} images)")
     print(f"ratio in-memory batched / PNG folders  : {batched / png:9.1f}x")
-    print(f"ratio engine-seeded batched / PNG      : {seeded / png:9.1f}x")
-    print(f"ratio per item (engine today) / PNG    : {per_item / png:9.1f}x")
+    print(f"ratio engine (SeededDataset) / PNG     : {engine / png:9.1f}x")
+    print(f"ratio per item SeededDataset / PNG     : {per_item / png:9.1f}x")
 
 
 if __name__ == "__main__":

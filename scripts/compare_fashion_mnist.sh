@@ -13,10 +13,15 @@ OUT=${1:-runs/compare-fashion-mnist}
 shift || true  # further arguments go to hafcls compare (e.g. --no-plots)
 SEEDS=${SEEDS:-3}
 EPOCHS=${EPOCHS:-4}
-TRAIN_PER_CLASS=${TRAIN_PER_CLASS:-1000}
-VAL_PER_CLASS=${VAL_PER_CLASS:-100}
+TRAIN_PER_CLASS=${TRAIN_PER_CLASS:-1000}   # "all": the 5,500 of each class
+VAL_PER_CLASS=${VAL_PER_CLASS:-100}        # "all": the 500 held out per class
+TEST_PER_CLASS=${TEST_PER_CLASS:-all}      # all 1,000 test images per class
 MODEL=${MODEL:-test_resnet}
+IMAGE_SIZE=${IMAGE_SIZE:-28}
+BATCH=${BATCH:-64}
 LR=${LR:-0.05}
+DEVICE=${DEVICE:-cpu}
+WORKERS=${WORKERS:-0}                      # batches come from memory: no worker processes
 # the control right after its method, so that a partial run already answers the main question
 WANTED=${METHODS:-ce,haframe,haframe@permuted,soft-labels,hxe,etf-dr,hug-mhe,hier-cos}
 PYTHON=${PYTHON:-python3}
@@ -45,14 +50,19 @@ if [ -z "${OMP_NUM_THREADS:-}" ]; then
     export OMP_NUM_THREADS=$CORES
   fi
 fi
-echo "methods: $METHODS; seeds $SEEDS; $EPOCHS epochs; $TRAIN_PER_CLASS train /" \
-     "$VAL_PER_CLASS val images per class; $MODEL; load $LOAD on $CORES cores;" \
+PER_CLASS=""
+for pair in "train:$TRAIN_PER_CLASS" "val:$VAL_PER_CLASS" "test:$TEST_PER_CLASS"; do
+  [ "${pair#*:}" = all ] || PER_CLASS="$PER_CLASS${PER_CLASS:+, }${pair%%:*}: ${pair#*:}"
+done
+echo "methods: $METHODS; seeds $SEEDS; $EPOCHS epochs; per class $TRAIN_PER_CLASS train /" \
+     "$VAL_PER_CLASS val / $TEST_PER_CLASS test images; $MODEL at $IMAGE_SIZE px on $DEVICE;" \
+     "load $LOAD on $CORES cores;" \
      "$OMP_NUM_THREADS torch thread(s); started $(date -u +%FT%TZ)" >&2
 START=$(date +%s)
 "$PYTHON" -m hafcls compare --methods "$METHODS" --seeds "$SEEDS" -o "$OUT" \
-  --data fashion-mnist --model "$MODEL" --epochs "$EPOCHS" --batch-size 64 --lr "$LR" \
-  --workers 0 --no-progress --device cpu \
-  --set "data_options={per_class: {train: $TRAIN_PER_CLASS, val: $VAL_PER_CLASS}}" "$@"
+  --data fashion-mnist --model "$MODEL" --image-size "$IMAGE_SIZE" --epochs "$EPOCHS" \
+  --batch-size "$BATCH" --lr "$LR" --workers "$WORKERS" --no-progress --device "$DEVICE" \
+  --set "data_options={per_class: {$PER_CLASS}}" "$@"
 END=$(date +%s)
 echo "wall time: $(( (END - START) / 60 )) min $(( (END - START) % 60 )) s;" \
      "load at the end $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/wall_time.txt"
