@@ -185,7 +185,7 @@ def geometry_figure(out: Path, data: str, path: Path) -> Path | None:
     import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-    drawn, seeds = False, 0
+    drawn = False
     for ax, method in zip(axes, ("ce", "haframe")):
         for label, colour in ((method, "tab:blue"), (f"{method}+mixup", "tab:red")):
             curves = [json.loads((run_dir(out, "mixup", label, s) / "collapse.json")
@@ -193,7 +193,7 @@ def geometry_figure(out: Path, data: str, path: Path) -> Path | None:
                       if (run_dir(out, "mixup", label, s) / "collapse.json").is_file()]
             if not curves:
                 continue
-            drawn, seeds = True, max(seeds, len(curves))
+            drawn = True
             lam = np.asarray(curves[0]["lambdas"])
             for key, ls, what in (("same_cos", "-", "same-class cos(h, w_y)"),
                                   ("cross_boundary", ":", "cross cos(h, w_a − w_b)")):
@@ -208,7 +208,6 @@ def geometry_figure(out: Path, data: str, path: Path) -> Path | None:
     fig.tight_layout()
     if not drawn:
         return None
-    fig.suptitle(f"Mixup geometry, up to {seeds} seeds", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
