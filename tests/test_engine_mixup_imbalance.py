@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import hafcls.losses.mixed_targets as mixed_targets
+import hafcls.methods.mixing as mixed_targets
 from hafcls.cli.main import cli
 from hafcls.data.imbalance import class_counts
 from hafcls.engine import mixup_report

@@ -28,7 +28,7 @@ class RunExtras:
     """The optional parts of one run (see the module docstring)."""
 
     def __init__(self, config: TrainConfig, criterion, bundle, is_main: bool):
-        from hafcls.losses.mixed_targets import build_mixup, require_mixed_targets
+        from hafcls.methods.mixing import build_mixup, require_mixed_targets
 
         self.config = config
         self.bundle = bundle
@@ -47,7 +47,7 @@ class RunExtras:
         else unchanged. Runs before autocast (timm mixes the float images in place)."""
         if self.mixup is None:
             return images, targets
-        from hafcls.losses.mixed_targets import mix_batch
+        from hafcls.methods.mixing import mix_batch
 
         return mix_batch(self.mixup, images, targets, self.num_classes)
 

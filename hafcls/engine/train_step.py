@@ -40,7 +40,7 @@ class TrainStep(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         logits, features = self.model(images, return_features=True)
         if targets.ndim == 2:  # B x K mixed targets of mixup/CutMix
-            from hafcls.losses.mixed_targets import mixed_loss
+            from hafcls.methods.mixing import mixed_loss
 
             loss = mixed_loss(self.criterion, logits, features, targets)
         else:
