@@ -403,3 +403,16 @@ def test_real_data_learning_well_above_chance(real):
         acc = (model(x).argmax(1) == y).float().mean().item()
     print(f"test accuracy {acc:.3f}")
     assert acc > 0.6, acc  # chance is 0.1
+
+
+def test_engine_channels_follow_the_model(fixture_dir):
+    from hafcls.engine.builders import build_data
+    from hafcls.engine.config import TrainConfig
+
+    root, _ = fixture_dir
+    base = {"data": "fashion-mnist", "data_dir": str(root), "model": "test_resnet",
+            "method": "ce", "data_options": {"per_class": 2, "val_per_class": 2}}
+    for options, channels in (({"in_chans": 1}, 1), ({"in_chans": 3}, 3), ({}, 3)):
+        bundle = build_data(TrainConfig.from_dict({**base, "model_options": options}))
+        assert bundle.train[0][0].shape == (channels, 28, 28)
+        assert bundle.test.transform.channels == channels
