@@ -83,6 +83,7 @@ def test_node_decode_matches_the_library(run):
     prf = M.hierarchical_prf(y, node, h)
     assert (m["hP"], m["hR"], m["hF"]) == pytest.approx(
         (prf["precision"], prf["recall"], prf["f1"]))
+    assert m["hF_macro"] == pytest.approx(M.hierarchical_prf(y, node, h, average="macro")["f1"])
     logp = torch.log(p.clamp_min(1e-300))
     assert m["severity_ece"] == pytest.approx(
         M.severity_ece(logp, y, h, decisions=node, cost=cost))
@@ -100,6 +101,8 @@ def test_hfbeta_decode_matches_the_library(run):
     assert m["beta"] == 2.0
     assert (m["hP"], m["hR"], m["hF"], m["hF_beta"]) == pytest.approx(
         (prf["precision"], prf["recall"], prf["f1"], prf["f_beta"]))
+    macro = M.hierarchical_prf(y, sets, h, average="macro", beta=2.0)
+    assert (m["hF_macro"], m["hF_beta_macro"]) == pytest.approx((macro["f1"], macro["f_beta"]))
     assert m["set_size"] == pytest.approx(float(sets.sum(1).double().mean()))
 
 

@@ -6,7 +6,8 @@ severity bins and the risk-coverage sweep need all samples at once), and reports
 ranking metrics of :func:`hafcls.engine.evaluate.evaluate_model`:
 
 - for every decode: full-path accuracy, ECE (15 bins), ECE per depth, the risk-coverage area
-  (``aurc``), and hierarchical precision / recall / F of the decision (root excluded, micro);
+  (``aurc``), and hierarchical precision / recall / F of the decision (root excluded, micro:
+  ``hP``, ``hR``, ``hF``; and the per-sample mean ``hF_macro``);
 - ``argmax`` / ``crm`` / ``node`` (one node per sample): the mean expected cost
   ``E_p[C(ŷ, Y)]`` and the mean realised cost ``C(ŷ, y)`` under
   :func:`hafcls.metrics.node_distance_cost` (the published distance extended to internal
@@ -15,7 +16,8 @@ ranking metrics of :func:`hafcls.engine.evaluate.evaluate_model`:
   ``node_acc`` (the node is the true class or one of its ancestors) and its mean depth;
 - ``hfbeta``: the node set maximising the expected hF_β (:func:`hafcls.inference.hfbeta_decode`;
   exact with the root excluded, as it is scored, up to ``EXACT_HFBETA_MAX_NODES`` nodes, the
-  paper's root-counting decoder beyond) and ``hF_beta`` of those sets (root excluded). A node
+  paper's root-counting decoder beyond) and ``hF_beta`` of those sets (root excluded; micro,
+  and ``hF_beta_macro``, the per-sample mean the decoder maximises in expectation). A node
   set has no single cost row, so its severity-ECE is that of the argmax class.
 
 Every number comes from the library functions of :mod:`hafcls.metrics` and
@@ -110,7 +112,7 @@ def decision_metrics(probs, targets, hierarchy, decode: str = "argmax",
         # exact (root excluded, as scored) on small trees; the paper's bounded decoder beyond
         exact = hierarchy.num_nodes <= EXACT_HFBETA_MAX_NODES
         sets = inference.hfbeta_decode(p, hierarchy, beta=beta, count_root=not exact)
-        prf = M.hierarchical_prf(y, sets, hierarchy, beta=beta)
+        decision = sets
         out["severity_ece"] = M.severity_ece(scores, y, hierarchy, cost=cost)
         out["set_size"] = float(sets.sum(dim=1).double().mean())
     else:
@@ -127,10 +129,12 @@ def decision_metrics(probs, targets, hierarchy, decode: str = "argmax",
             out["node_acc"] = float(_on_true_path(node, y, hierarchy).double().mean())
             depths = torch.from_numpy(hierarchy.node_depths).index_select(0, node)
             out["node_depth"] = float(depths.double().mean())
-        prf = M.hierarchical_prf(y, node, hierarchy, beta=beta)
-    out.update(hP=prf["precision"], hR=prf["recall"], hF=prf["f1"])
-    if decode == "hfbeta":
-        out.update(beta=float(beta), hF_beta=prf["f_beta"])
+        decision = node
+    prf = M.hierarchical_prf(y, decision, hierarchy, beta=beta)
+    macro = M.hierarchical_prf(y, decision, hierarchy, average="macro", beta=beta)
+    out.update(hP=prf["precision"], hR=prf["recall"], hF=prf["f1"], hF_macro=macro["f1"])
+    if decode == "hfbeta":  # the decoder maximises the expected per-sample (macro) hF_β
+        out.update(beta=float(beta), hF_beta=prf["f_beta"], hF_beta_macro=macro["f_beta"])
     out["aurc"] = float(inference.risk_coverage(p, y, hierarchy)["aurc"])
     return out
 
