@@ -32,6 +32,10 @@ def test_permute_writes_the_library_result(tmp_path):
                                   str(tmp_path / "q.json")])
     assert r2.exit_code == 0, r2.output
     assert json.loads((tmp_path / "q.json").read_text())["meta"]["seed"] == 4
+    # the file records enough to rebuild the true tree (how a control run is scored)
+    from hafcls.engine.compare_control import unpermuted
+
+    assert unpermuted(p) == h and unpermuted(h) is None
 
 
 def test_permute_bad_input_is_a_clear_error(tmp_path):

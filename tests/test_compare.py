@@ -266,6 +266,8 @@ def test_random_hierarchy_control_trains_permuted_and_scores_true_tree(tmp_path)
     # the model trained on the permuted tree, scored with the true one
     run = tmp_path / "runs" / "haframe@permuted" / "seed1"
     analysis = C.analyse_run(run, hierarchy=true)  # cached: same stamp
+    # from the run folder alone (hafcls plot): the true tree is rebuilt from the permuted one
+    assert C.analyse_run(run)["stamp"] == analysis["stamp"]
     probs, y, trained_on = _test_probabilities(run)
     assert trained_on.fingerprint() == permuted.fingerprint()
     keys = ("hierdist@1", "hierdist@5", "hops", "mistake_severity")

@@ -50,14 +50,17 @@ def analyse_run(run_dir: str | Path, device: str = "auto", max_k: int = DEFAULT_
     ``hierdist_curve`` and ``crm_hierdist_curve`` (HierDist@k for k = 1..min(K, max_k)),
     ``best_epoch`` and ``train_time_s`` (from ``metrics.json`` when present).
 
-    ``hierarchy`` (default: the run's own) is the tree every test-time step uses: the metrics,
-    CRM and the hedged decoding. It must hold the run's classes in the same order; the
-    random-hierarchy control passes the true tree for a run trained on a permuted one.
+    ``hierarchy`` is the tree every test-time step uses: the metrics, CRM and the hedged
+    decoding. It must hold the run's classes in the same order. By default it is the run's own
+    tree, except for a run trained on a permuted tree (the random-hierarchy control), which is
+    scored with the tree its permutation was drawn from.
     """
     from hafcls.engine.runs import find_checkpoint
 
     run_dir = Path(run_dir)
     ckpt_path = find_checkpoint(run_dir)
+    if hierarchy is None:  # a random-hierarchy control is scored with the tree it permutes
+        hierarchy = _control_source(run_dir)
     stamp = {**_checkpoint_stamp(ckpt_path), "max_k": int(max_k), "version": ANALYSIS_VERSION,
              "hierarchy": None if hierarchy is None else hierarchy.fingerprint()}
     if not refresh:
@@ -74,6 +77,17 @@ def analyse_run(run_dir: str | Path, device: str = "auto", max_k: int = DEFAULT_
         atomic_write(npz_path, lambda p: _save_npz(p, geometry))
     atomic_write_text(json_path, json.dumps(result, indent=1, allow_nan=True) + "\n")
     return result
+
+
+def _control_source(run_dir: Path):
+    """The true tree of a run trained on a permuted one (``METHOD@permuted``), else None."""
+    from hafcls.engine.compare_control import unpermuted
+    from hafcls.hierarchy import Hierarchy
+
+    path = RunFolder(run_dir).hierarchy_file
+    if not path.is_file():
+        return None
+    return unpermuted(Hierarchy.from_json(path))
 
 
 def _read_json(path: Path) -> dict | None:

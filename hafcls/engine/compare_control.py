@@ -81,3 +81,28 @@ def distance_agreement(true_tree, permuted) -> dict:
     iu = np.triu_indices(a.shape[0], 1)
     rho = spearmanr(a[iu], b[iu]).statistic
     return {"spearman": float(rho), "same_distance": float(np.mean(a[iu] == b[iu]))}
+
+
+def unpermuted(hierarchy):
+    """The tree a :func:`~hafcls.hierarchy.permute.permute_classes` result was drawn from
+    (rebuilt from its ``class_positions`` and checked against the recorded fingerprint), or
+    None for a tree that is not a permuted control. Lets a control run be scored with the true
+    tree from its run folder alone (e.g. by ``hafcls plot``)."""
+    import networkx as nx
+
+    from hafcls.hierarchy import Hierarchy
+
+    meta = hierarchy.meta
+    if meta.get("source") != "permute_classes" or "class_positions" not in meta:
+        return None
+    classes = hierarchy.classes
+    positions = [int(p) for p in meta["class_positions"]]
+    # permuting moved the node of class p[i] to id i; move every id i back to p[i]
+    graph = nx.relabel_nodes(hierarchy.graph, {classes[i]: classes[p]
+                                               for i, p in enumerate(positions)}, copy=True)
+    source = meta.get("permuted_from", {})
+    tree = Hierarchy(graph, classes, names=hierarchy.names, meta=dict(source.get("meta", {})))
+    if tree.fingerprint() != source.get("fingerprint"):
+        raise HafclsError("A permuted hierarchy's record does not rebuild its source tree.",
+                          "regenerate it with `hafcls hierarchy permute`.")
+    return tree
