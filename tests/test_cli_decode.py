@@ -71,7 +71,7 @@ def test_node_decode_matches_the_library(run):
     root, out, h = run
     m, p, y, output = _evaluate(root, out, "node")
     _common(m, p, y, h)
-    cost = M.node_distance_cost(h)
+    cost = M.hedging_cost(h)
     node = inference.optimal_node(p, h, cost)
     anc = h.ancestor_matrix
     depth = h.node_depths[node.numpy()]
@@ -155,17 +155,22 @@ def test_on_true_path_and_the_node_metrics_on_a_hand_tree():
     nodes = torch.tensor([idx("a1"), idx("A"), idx("B"), idx("r"), idx("b1")])
     targets = torch.tensor([h.class_index(c) for c in ("a1", "a2", "a1", "b1", "a2")])
     assert _on_true_path(nodes, targets, h).tolist() == [True, True, False, True, False]
-    # under node_distance_cost a class never costs more than its ancestors (H - depth(LCA) is
-    # the same outside the class and 0 on it), so the optimal node is a class: the 50/50 split
-    # goes to a1 (lower index) and costs 1 when the truth is a2
+    # under the hedging cost (wrong 1, correct 0.6·(1 − coverage)) the 50/50 split between a1
+    # and a2 backs off to A: coverage(A) = 1 − log2(2)/log2(3), so A costs 0.6·log2(2)/log2(3)
+    # = 0.3786 < 0.5 for either class; the confident first sample keeps a1 (cost 0.02 < 0.385)
     probs = torch.tensor([[0.98, 0.01, 0.01], [0.5, 0.5, 0.0]], dtype=torch.float64)
     order = [h.class_index(c) for c in ("a1", "a2", "b1")]
     p = torch.zeros_like(probs)
     p[:, order] = probs
     m = decision_metrics(p, torch.tensor([order[0], order[1]]), h, "node")
-    assert m["node_acc"] == 0.5 and m["node_depth"] == 2.0
-    # expected: a1 for the first sample costs 0.01 * 1 (a2) + 0.01 * 2 (b1), the second 0.5
-    assert m["cost"] == pytest.approx(0.5) and m["expected_cost"] == pytest.approx(0.265)
+    vague = 0.6 / np.log2(3)
+    assert m["node_acc"] == 1.0 and m["node_depth"] == 1.5
+    assert m["cost"] == pytest.approx(vague / 2)
+    assert m["expected_cost"] == pytest.approx((0.02 + vague) / 2)
+    # and under the distance cost no node beats the best class (why node uses the hedging cost)
+    dist = M.node_distance_cost(h)
+    assert (inference.optimal_node(p, h, dist) == torch.tensor(
+        [idx("a1"), idx("a1")])).all()
 
 
 # ---------------------------------------------------------------------- hafcls plot

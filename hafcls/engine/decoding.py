@@ -1,4 +1,4 @@
-"""Decisions matched to the metric at evaluation time (METHODS.md sections 8-9).
+"""Decisions matched to the metric at evaluation time (docs/ranking-and-decoding.md).
 
 ``hafcls evaluate --decode argmax|crm|node|hfbeta`` scores every sample once, keeps the class
 probabilities of the split (N x K, float32, on the CPU: the calibration bins, the equal-mass
@@ -12,8 +12,11 @@ ranking metrics of :func:`hafcls.engine.evaluate.evaluate_model`:
   ``E_p[C(ŷ, Y)]`` and the mean realised cost ``C(ŷ, y)`` under
   :func:`hafcls.metrics.node_distance_cost` (the published distance extended to internal
   nodes), and the severity-ECE of that decision;
-- ``node``: the Bayes-optimal node under that cost (:func:`hafcls.inference.optimal_node`), with
-  ``node_acc`` (the node is the true class or one of its ancestors) and its mean depth;
+- ``node``: the Bayes-optimal node (:func:`hafcls.inference.optimal_node`) under
+  :func:`hafcls.metrics.hedging_cost` (a wrong node costs 1, a correct one 0.6·(1 − coverage));
+  under the distance cost the optimal node would always be a class, i.e. CRM. Its expected and
+  realised cost and severity-ECE are under that hedging cost; plus ``node_acc`` (the node is the
+  true class or one of its ancestors) and its mean depth;
 - ``hfbeta``: the node set maximising the expected hF_β (:func:`hafcls.inference.hfbeta_decode`;
   exact with the root excluded, as it is scored, up to ``EXACT_HFBETA_MAX_NODES`` nodes, the
   paper's root-counting decoder beyond) and ``hF_beta`` of those sets (root excluded; micro,
@@ -117,6 +120,9 @@ def decision_metrics(probs, targets, hierarchy, decode: str = "argmax",
         out["set_size"] = float(sets.sum(dim=1).double().mean())
     else:
         if decode == "node":
+            # under the distance cost the optimal node is always a class (= CRM): back off
+            # under the hedging cost, where a correct coarse node is cheaper than a wrong class
+            cost = M.hedging_cost(hierarchy)
             node = inference.optimal_node(p, hierarchy, cost)
         else:
             ranking = inference.crm(p, hierarchy) if decode == "crm" else p

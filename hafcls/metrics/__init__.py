@@ -18,6 +18,7 @@ from hafcls.metrics.hierarchical import (
     hierarchical_prf,
     level_probabilities,
     node_ancestors,
+    hedging_cost,
     node_distance_cost,
     probabilities,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "per_level_ece",
     "severity_ece",
     "node_ancestors",
+    "hedging_cost",
     "node_distance_cost",
     "probabilities",
     "ranked_distances",

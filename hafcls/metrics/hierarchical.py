@@ -56,6 +56,28 @@ def node_distance_cost(hierarchy: Hierarchy) -> np.ndarray:
     return cost
 
 
+def hedging_cost(hierarchy: Hierarchy, wrong: float = 1.0, vague: float = 0.6) -> np.ndarray:
+    """``nodes x classes`` cost that makes backing off worth it: a node that is not on the true
+    class's path costs ``wrong``; a correct node costs ``vague·(1 − coverage(n))`` with
+    coverage(n) = 1 − log2(#classes under n)/log2(K) (the class itself 0, the root ``vague``).
+
+    Under :func:`node_distance_cost` a class never costs more than its ancestors, so the
+    Bayes-optimal node is always a class (= CRM); this cost trades specificity against the risk
+    of a wrong answer, as in hierarchical selective classification. float64.
+    """
+    if not 0.0 <= vague <= wrong:
+        raise HafclsError(
+            f"hedging_cost needs 0 <= vague <= wrong, got vague={vague!r}, wrong={wrong!r}.",
+            "charge a vague (correct but coarse) answer no more than a wrong one.",
+        )
+    node_idx, cls_idx = hierarchy.membership()
+    below = np.bincount(node_idx, minlength=hierarchy.num_nodes).astype(np.float64)
+    coverage = 1.0 - np.log2(np.maximum(below, 1.0)) / np.log2(max(hierarchy.num_classes, 2))
+    cost = np.full((hierarchy.num_nodes, hierarchy.num_classes), float(wrong))
+    cost[node_idx, cls_idx] = vague * (1.0 - coverage[node_idx])
+    return cost
+
+
 def _closure(predicted, hierarchy: Hierarchy, n: int) -> torch.Tensor:
     """N x nodes booleans: the predicted node(s) and all their ancestors."""
     pred = predicted if isinstance(predicted, torch.Tensor) else torch.as_tensor(
