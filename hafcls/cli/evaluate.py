@@ -25,8 +25,8 @@ DECODES = ("argmax", "crm", "node", "hfbeta")  # hafcls.engine.decoding.DECODES 
               "--decode crm).")
 @click.option("--decode", type=click.Choice(DECODES, case_sensitive=False),
               help="The decision to score: argmax (default), crm (min expected distance), "
-                   "node (the min expected-cost node under the hedging cost, internal nodes allowed) or hfbeta (the "
-                   "node set maximising the expected hF_beta).")
+                   "node (the min expected-cost node under the hedging cost, internal nodes "
+                   "allowed) or hfbeta (the node set maximising the expected hF_beta).")
 @click.option("--beta", type=float, default=1.0, show_default=True,
               help="beta of hF_beta for --decode hfbeta (< 1 favours precision, > 1 recall).")
 @click.option("--save-scores", type=click.Path(path_type=Path),

@@ -15,10 +15,10 @@ from hafcls.metrics.calibration import (
 from hafcls.metrics.collapse import neural_collapse
 from hafcls.metrics.hierarchical import (
     full_path_accuracy,
+    hedging_cost,
     hierarchical_prf,
     level_probabilities,
     node_ancestors,
-    hedging_cost,
     node_distance_cost,
     probabilities,
 )
