@@ -59,10 +59,16 @@ echo "methods: $METHODS; seeds $SEEDS; $EPOCHS epochs; per class $TRAIN_PER_CLAS
      "load $LOAD on $CORES cores;" \
      "$OMP_NUM_THREADS torch thread(s); started $(date -u +%FT%TZ)" >&2
 START=$(date +%s)
-"$PYTHON" -m hafcls compare --methods "$METHODS" --seeds "$SEEDS" -o "$OUT" \
-  --data fashion-mnist --model "$MODEL" --image-size "$IMAGE_SIZE" --epochs "$EPOCHS" \
-  --batch-size "$BATCH" --lr "$LR" --workers "$WORKERS" --no-progress --device "$DEVICE" \
-  --set "data_options={per_class: {$PER_CLASS}}" "$@"
+# seed by seed: pass s trains seed s of every method (earlier runs are reused) and writes the
+# table over seeds 0..s, so an interrupted run still leaves a complete table of fewer seeds
+for ((s = 0; s < SEEDS; s++)); do
+  PLOTS=--no-plots
+  [ $s = $((SEEDS - 1)) ] && PLOTS=--plots
+  "$PYTHON" -m hafcls compare --methods "$METHODS" --seeds "$(seq -s, 0 $s)" -o "$OUT" \
+    --data fashion-mnist --model "$MODEL" --image-size "$IMAGE_SIZE" --epochs "$EPOCHS" \
+    --batch-size "$BATCH" --lr "$LR" --workers "$WORKERS" --no-progress --device "$DEVICE" \
+    --set "data_options={per_class: {$PER_CLASS}}" $PLOTS "$@"
+done
 END=$(date +%s)
 echo "wall time: $(( (END - START) / 60 )) min $(( (END - START) % 60 )) s;" \
      "load at the end $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/wall_time.txt"
