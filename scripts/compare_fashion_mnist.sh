@@ -17,7 +17,7 @@ TRAIN_PER_CLASS=${TRAIN_PER_CLASS:-1000}   # "all": the 5,500 of each class
 VAL_PER_CLASS=${VAL_PER_CLASS:-100}        # "all": the 500 held out per class
 TEST_PER_CLASS=${TEST_PER_CLASS:-all}      # all 1,000 test images per class
 MODEL=${MODEL:-test_resnet}
-IMAGE_SIZE=${IMAGE_SIZE:-28}
+IMAGE_SIZE=${IMAGE_SIZE:-}                 # empty: the dataset's own 28 px
 BATCH=${BATCH:-64}
 LR=${LR:-0.05}
 DEVICE=${DEVICE:-cpu}
@@ -55,7 +55,7 @@ for pair in "train:$TRAIN_PER_CLASS" "val:$VAL_PER_CLASS" "test:$TEST_PER_CLASS"
   [ "${pair#*:}" = all ] || PER_CLASS="$PER_CLASS${PER_CLASS:+, }${pair%%:*}: ${pair#*:}"
 done
 echo "methods: $METHODS; seeds $SEEDS; $EPOCHS epochs; per class $TRAIN_PER_CLASS train /" \
-     "$VAL_PER_CLASS val / $TEST_PER_CLASS test images; $MODEL at $IMAGE_SIZE px on $DEVICE;" \
+     "$VAL_PER_CLASS val / $TEST_PER_CLASS test images; $MODEL at ${IMAGE_SIZE:-28} px on $DEVICE;" \
      "load $LOAD on $CORES cores;" \
      "$OMP_NUM_THREADS torch thread(s); started $(date -u +%FT%TZ)" >&2
 START=$(date +%s)
@@ -64,8 +64,10 @@ START=$(date +%s)
 for ((s = 0; s < SEEDS; s++)); do
   PLOTS=--no-plots
   [ $s = $((SEEDS - 1)) ] && PLOTS=--plots
-  "$PYTHON" -m hafcls compare --methods "$METHODS" --seeds "$(seq -s, 0 $s)" -o "$OUT" \
-    --data fashion-mnist --model "$MODEL" --image-size "$IMAGE_SIZE" --epochs "$EPOCHS" \
+  # a trailing comma makes "0," the seed list [0] rather than a count
+  "$PYTHON" -m hafcls compare --methods "$METHODS" --seeds "$(seq -s, 0 $s)," -o "$OUT" \
+    --data fashion-mnist --model "$MODEL" ${IMAGE_SIZE:+--image-size "$IMAGE_SIZE"} \
+    --epochs "$EPOCHS" \
     --batch-size "$BATCH" --lr "$LR" --workers "$WORKERS" --no-progress --device "$DEVICE" \
     --set "data_options={per_class: {$PER_CLASS}}" $PLOTS "$@"
 done
