@@ -136,7 +136,8 @@ class Option:
                                   f"set {self.name} to one of the listed values.")
         fix = f"set {self.name} to {_type_word(self.type)}"
         if self.min is not None or self.max is not None:
-            fix += " " + _bounds_text(self.min, self.max, self.include_boundaries)
+            bounds = _bounds_text(self.min, self.max, self.include_boundaries)
+            fix = f"set {self.name} to {bounds}" if bounds == _POSITIVE else f"{fix} {bounds}"
         fix += f" ({self.help})." if self.help else "."
         return check_scalar(value, f"Option {label}", self.type, min_val=self.min,
                             max_val=self.max, include_boundaries=self.include_boundaries,
@@ -226,12 +227,44 @@ def _unique(pairs: Sequence[tuple[Any, Any]], path: Path) -> dict:
     return out
 
 
+_LOADER = None
+
+
+def yaml_loader():
+    """PyYAML's safe loader, reading ``1e-3`` as the number it is (YAML 1.2; PyYAML follows
+    YAML 1.1, where a float needs a dot, and would give the string ``'1e-3'``)."""
+    global _LOADER
+    if _LOADER is None:
+        import re
+
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float",
+            re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+            list("-+0123456789"))
+        _LOADER = Loader
+    return _LOADER
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.load`` with :func:`yaml_loader` (safe; exponent floats read as numbers)."""
+    loader = yaml_loader()(text)  # a SafeLoader subclass: no Python objects are built
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _load_yaml(text: str, path: Path) -> Any:
     import yaml
 
     try:
         _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
-        return yaml.safe_load(text)
+        return load_yaml_text(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -14,6 +14,7 @@ Usage::
 
     python scripts/fault_injection.py --iterations 20 --max-kills 3 --seed 0
     python scripts/fault_injection.py --iterations 5 --keep runs/soak --json soak.json
+    python scripts/fault_injection.py --iterations 6 --dropout 0.5   # masks must match too
 
 Exit code 0 when every run recovered to the reference result, 1 otherwise.
 """
@@ -116,8 +117,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
     parser.add_argument("--keep", type=Path, help="keep the run folders here")
     parser.add_argument("--json", type=Path, help="write the summary as JSON")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="train ce with timm's drop_rate (the model draws from the random "
+                             "state every step, so a resume must restore it exactly)")
     args = parser.parse_args(argv)
     config = {**F.CONFIG, "epochs": args.epochs}
+    if args.dropout:
+        config.update(method="ce", model_options={"drop_rate": args.dropout})
     rng = random.Random(args.seed)
     root = args.keep or Path(tempfile.mkdtemp(prefix="hafcls-soak-"))
     root.mkdir(parents=True, exist_ok=True)

@@ -231,3 +231,42 @@ def test_weights_do_not_depend_on_the_number_of_dataloader_workers(uninterrupted
     run = tmp_path / "run"
     train(dict(TINY, output=str(run), workers=2, checkpoint_every=2))
     _assert_same_weights(_weights(uninterrupted), _weights(run))
+
+
+# ---------------------------------------------------------------------- resume with dropout
+#: dropout draws from the random state on every step: a resume that forgot to restore it
+#: would train on other masks (issue 15: the runs above draw nothing and cannot tell)
+#: (the linear head of ce applies timm's drop_rate before its classifier)
+DROPOUT = dict(TINY, method="ce", model_options={"drop_rate": 0.5}, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_dropout(tmp_path_factory):
+    run = tmp_path_factory.mktemp("dropout") / "run"
+    train(dict(DROPOUT, output=str(run)))
+    return run
+
+
+def _killed_and_resumed(tmp_path, monkeypatch, steps=7):
+    run = tmp_path / "run"
+    _kill_after(monkeypatch, steps)  # epoch 2, after its step-2 checkpoint
+    with pytest.raises(_Killed):
+        train(dict(DROPOUT, output=str(run)))
+    monkeypatch.undo()
+    return run
+
+
+def test_resume_with_dropout_is_bit_identical(uninterrupted_dropout, tmp_path, monkeypatch):
+    run = _killed_and_resumed(tmp_path, monkeypatch)
+    train(dict(DROPOUT, output=str(run), resume=True))
+    _assert_same_weights(_weights(uninterrupted_dropout), _weights(run))
+    assert _val_history(run) == _val_history(uninterrupted_dropout)
+
+
+def test_resume_that_forgets_the_random_state_is_caught(uninterrupted_dropout, tmp_path,
+                                                        monkeypatch):
+    run = _killed_and_resumed(tmp_path, monkeypatch)
+    monkeypatch.setattr(train_module, "set_rng_state", lambda state: None)
+    train(dict(DROPOUT, output=str(run), resume=True))
+    a, b = _weights(uninterrupted_dropout), _weights(run)
+    assert any(not torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))

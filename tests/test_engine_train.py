@@ -37,8 +37,9 @@ def run(tmp_path_factory):
 def test_run_folder_holds_config_log_metrics_and_checkpoints(run):
     out, result = run
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == ["checkpoints/best.pt", "checkpoints/last.pt", "config.json",
+    assert names == [".lock", "checkpoints/best.pt", "checkpoints/last.pt", "config.json",
                      "hierarchy.json", "metrics.json", "metrics.jsonl"]
+    assert (out / ".lock").read_text() == ""  # the writer lock, released at the end
     config = json.loads((out / "config.json").read_text())
     assert TrainConfig.from_dict(config).epochs == 3 and config["method"] == "haframe"
     assert Hierarchy.from_json(out / "hierarchy.json").num_classes == 4

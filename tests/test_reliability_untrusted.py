@@ -290,7 +290,7 @@ TINY = ["--data", "synthetic", "--method", "haframe", "--model", "test_resnet",
 
 #: what a run folder may hold (temporary files of atomic writes excluded)
 RUN_FILES = {"config.json", "hierarchy.json", "metrics.jsonl", "metrics.json",
-             "checkpoints/last.pt", "checkpoints/best.pt"}
+             "checkpoints/last.pt", "checkpoints/best.pt", ".lock"}
 
 
 @pytest.mark.parametrize("key,value", [

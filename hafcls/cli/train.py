@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from hafcls.cli.choices import RegistryChoice
 from hafcls.engine.config import TrainConfig, parse_assignment, read_config_file
+from hafcls.errors import HafclsError
 from hafcls.registry import DATASETS, METHODS, RECIPES
 
 _EXPLICIT = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
@@ -30,7 +31,7 @@ def assignments_to_dict(assignments) -> dict:
     """``--set a=1 --set data_options.per_class=20`` as a nested dict."""
     out: dict = {}
     for text in assignments:
-        key, value = parse_assignment(text)
+        key, value = _unsquashed(text, *parse_assignment(text))
         head, _, rest = key.replace("-", "_").partition(".")
         if rest:
             out.setdefault(head, {})
@@ -39,6 +40,52 @@ def assignments_to_dict(assignments) -> dict:
         else:
             out[head] = value
     return out
+
+
+def _squashed(value) -> bool:
+    """Whether YAML read ``{a:1,b:2}`` (no space after the colons) as keys ``'a:1'`` without
+    values, at any depth."""
+    if isinstance(value, dict):
+        return any((isinstance(k, str) and ":" in k and v is None) or _squashed(v)
+                   for k, v in value.items())
+    if isinstance(value, list):
+        return any(_squashed(v) for v in value)
+    return False
+
+
+def _unsquashed(text: str, key: str, value):
+    """``--set "k={train:2,val:1}"`` means ``{train: 2, val: 1}``: YAML needs a space after a
+    mapping's colon, so read it again with one; refuse when that does not help."""
+    import re
+
+    import yaml
+
+    if isinstance(value, str):  # 1e-3: a number (YAML 1.1 would keep it a string)
+        from hafcls.validation import load_yaml_text
+
+        value = load_yaml_text(text.split("=", 1)[1])
+    if not _squashed(value):
+        return key, value
+    raw = text.split("=", 1)[1]
+    try:
+        again = yaml.safe_load(re.sub(r":(?=[^\s/])", ": ", raw))
+    except yaml.YAMLError:
+        again = value
+    if _squashed(again) or not isinstance(again, type(value)):
+        raise HafclsError(f"--set {text!r}: the mapping could not be read (YAML needs a space "
+                          "after each colon).", f"write it as --set '{key}={{a: 1, b: 2}}'.")
+    return key, again
+
+
+#: options naming files or folders: a leading ~ means the home folder wherever it is written
+PATH_FIELDS = ("data_dir", "output", "pretrained_file", "hierarchy")
+
+
+def _expand_paths(values: dict) -> dict:
+    import os
+
+    return {k: os.path.expanduser(v) if k.replace("-", "_") in PATH_FIELDS
+            and isinstance(v, str) and v.startswith("~") else v for k, v in values.items()}
 
 
 def resolve_config(explicit: dict, config_file: Path | None, assignments=(),
@@ -52,10 +99,13 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=(),
     """
     from hafcls.engine.runs import RunFolder
 
-    file_values = read_config_file(config_file) if config_file is not None else {}
-    flags = {**explicit}
+    if config_file is not None:
+        config_file = Path(config_file).expanduser()
+    file_values = _expand_paths(read_config_file(config_file) if config_file is not None
+                                else {})
+    flags = _expand_paths({**explicit})
     skip_corrupt = flags.pop("skip_corrupt", None)
-    sets = assignments_to_dict(assignments)
+    sets = _expand_paths(assignments_to_dict(assignments))
     if skip_corrupt is not None:
         data_options = sets.get("data_options")
         sets["data_options"] = {**(data_options if isinstance(data_options, dict) else {}),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hafcls.data.base import ImageFileDataset, map_labels, resolve_hierarchy
 from hafcls.data.images import IMG_EXTENSIONS
@@ -111,6 +112,24 @@ class HierarchyImageFolder(ImageFileDataset):
             )
 
 
+class AbsentSplit(torch.utils.data.Dataset):
+    """An empty split whose folder does not exist; :attr:`absent` names the folder."""
+
+    def __init__(self, folder: Path, hierarchy):
+        self.absent = folder
+        self.hierarchy = hierarchy
+        self.missing_classes: list[str] = []
+        self.transform = None
+        self.targets = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, index):
+        raise HafclsError(f"No {self.absent.name!r} folder in {self.absent.parent}.",
+                          f"expected {LAYOUT}.")
+
+
 @register_dataset("folder", image_size=224, aliases=("imagefolder", "image-folder"),
                   options=(Option("extensions", (list, tuple)), Option("train_split", str),
                            Option("val_split", str), Option("test_split", str)),
@@ -131,7 +150,14 @@ def build_folder(req: DatasetRequest):
     opts = {"extensions": tuple(kw.get("extensions", IMG_EXTENSIONS)),
             "skip_corrupt": kw.get("skip_corrupt", False)}
     splits = {s: kw.get(f"{s}_split", s) for s in ("train", "val", "test")}
+    if not any((root / folder).is_dir() for folder in splits.values()):
+        gone = " (the folder does not exist)" if not root.exists() else ""
+        raise HafclsError(f"No {splits['train']!r} folder in {root}{gone}, nor any other split "
+                          f"folder ({', '.join(splits.values())}).", f"expected {LAYOUT}.")
+    # a split whose folder is absent stays empty (a copy holding only test/ can be evaluated);
+    # training refuses it by name (hafcls.engine.preflight.check_splits_present)
     sets = {s: HierarchyImageFolder(root, folder, h, req.transform(s), **opts)
+            if (root / folder).is_dir() else AbsentSplit(root / folder, h)
             for s, folder in splits.items()}
     missing = {s: len(d.missing_classes) for s, d in sets.items()}
     return h, sets["train"], sets["val"], sets["test"], {"split_folders": splits,

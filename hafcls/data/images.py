@@ -51,7 +51,8 @@ def _parse_worker_message(text: str) -> tuple[str, str | None, str | None]:
         return text, None, None
     message = text[start + len(marker):].strip()
     problem, _, fix = message.partition(" Fix: ")
-    found = re.match(r"Image file (.+?) (is empty|cannot be decoded|does not exist)", problem)
+    found = re.match(r"Image file (.+?) (is empty|cannot be (?:decoded|converted)|does not exist)",
+                     problem)
     return problem, (fix or None), (found.group(1) if found else None)
 
 
@@ -69,8 +70,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
             raise CorruptImageError(f"Image file {path} is empty (0 bytes).", fix, str(path))
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
-    except CorruptImageError:
+            return to_rgb(img, path)
+    except (CorruptImageError, UnsupportedImageModeError):
         raise
     except FileNotFoundError:
         raise CorruptImageError(
@@ -84,6 +85,75 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise CorruptImageError(
             f"Image file {path} cannot be decoded ({type(err).__name__}: {err}).", fix, str(path)
         ) from None
+
+
+#: What transparent pixels are shown against (the usual page background of such images)
+ALPHA_BACKGROUND = (255, 255, 255)
+_HIGH_BYTE_MODES = ("I;16", "I;16B", "I;16L", "I;16N")   # 16-bit grey: keep the top 8 bits
+_ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
+_PLAIN_MODES = ("RGB", "L", "1", "YCbCr", "P")
+
+
+class UnsupportedImageModeError(CorruptImageError):
+    """An image whose pixel format cannot be mapped to 8-bit RGB without guessing (skipped and
+    counted like a damaged file under ``skip_corrupt``, else refused naming the file)."""
+
+    def __init__(self, problem: str, fix: str | None = None, path: str | None = None):
+        super().__init__(problem, fix, path)
+
+
+def to_rgb(img: Image.Image, path: str | os.PathLike = "the image") -> Image.Image:
+    """8-bit RGB from any mode PIL decodes, converted by a fixed rule, never guessed.
+
+    - 16-bit grey (``I;16*``): the full 0..65535 range maps to 0..255 (PIL's own ``convert``
+      would clip everything above 255 to white);
+    - 32-bit integer grey (``I``): accepted when its values lie in 0..65535 (16-bit PNGs
+      decode to it), scaled the same way; other ranges and float images (``F``) are refused;
+    - CMYK: through the embedded ICC profile when there is one, else PIL's conversion;
+    - transparency (``RGBA``, ``LA``, ``PA``, palettes with a transparent entry): composited
+      over :data:`ALPHA_BACKGROUND` (dropping alpha would show whatever colour the transparent
+      pixels happen to store);
+    - ``RGB``, ``L``, ``1``, ``P``, ``YCbCr``: PIL's conversion. Anything else is refused.
+    """
+    import numpy as np
+
+    mode = img.mode
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in _HIGH_BYTE_MODES or mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise UnsupportedImageModeError(
+                f"Image file {path} cannot be converted to RGB: 32-bit integer values "
+                f"{arr.min()}..{arr.max()} have no known 8-bit brightness.",
+                "convert it to 8-bit (or 16-bit) greyscale or RGB first.", str(path))
+        grey = Image.fromarray(((arr * 255 + 32767) // 65535).astype(np.uint8), "L")
+        return grey.convert("RGB")
+    if mode == "CMYK":
+        profile = img.info.get("icc_profile")
+        if profile:
+            import io
+
+            from PIL import ImageCms
+
+            try:
+                source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+                return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"),
+                                                 outputMode="RGB")
+            except (ImageCms.PyCMSError, OSError):
+                pass  # an unusable profile: PIL's plain conversion below
+        return img.convert("RGB")
+    if mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode in _PLAIN_MODES:
+        return img.convert("RGB")
+    raise UnsupportedImageModeError(
+        f"Image file {path} cannot be converted to RGB: pixel mode {mode!r} has no fixed "
+        "conversion to 8-bit RGB.",
+        "convert it to 8-bit RGB or greyscale first (e.g. PIL: img.convert('RGB') if that "
+        "is right for your data).", str(path))
 
 
 class CorruptCounter:

@@ -56,7 +56,12 @@ def build_data(config: TrainConfig, info: D.DistInfo | None = None, hierarchy=No
         kwargs.update(zip(("train_transform", "eval_transform"), preset_pipelines(config)))
 
     def build():
-        return apply_imbalance(build_datasets(config.data, **kwargs), config)
+        from hafcls.engine.preflight import outside_errors
+
+        with outside_errors(f"Downloading the {config.data} dataset",
+                            "connect to the network, or put the dataset files into --data-dir "
+                            "yourself and leave --download out."):
+            return apply_imbalance(build_datasets(config.data, **kwargs), config)
 
     if config.download and info.distributed:
         bundle = build() if info.is_main else None
@@ -139,9 +144,15 @@ def build_method_and_model(config: TrainConfig, hierarchy):
     if config.method_options:
         method = method.with_options(**config.method_options)
     method = seed_frame(method, config)
-    model = method.create_model(config.model, hierarchy, pretrained=config.pretrained,
-                                pretrained_file=config.pretrained_file,
-                                timm_kwargs=dict(config.model_options))
+    from hafcls.engine.preflight import outside_errors
+
+    with outside_errors(f"Fetching timm's pretrained weights of {config.model}",
+                        "connect to the network once (the weights are cached), or give a local "
+                        "file with --pretrained-file, or train from scratch without "
+                        "--pretrained."):
+        model = method.create_model(config.model, hierarchy, pretrained=config.pretrained,
+                                    pretrained_file=config.pretrained_file,
+                                    timm_kwargs=dict(config.model_options))
     return method, model
 
 
@@ -224,3 +235,17 @@ def autocast_context(amp: str, device: torch.device):
         raise HafclsError("--amp fp16 needs a CUDA device.",
                           "use --amp bf16 on the CPU, or --amp none.")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def forward_float32_head(model, images: torch.Tensor):
+    """``model(images, return_features=True)`` with the backbone under the caller's autocast
+    and the head (its last matrix product included) in float32, autocast off: bf16 logits are
+    full of exact ties, and HAFrame's dot-product logits grow with the feature norm. Without an
+    active autocast, or for a model without a separate head, the model runs as it is."""
+    device_type = images.device.type
+    head, head_input = getattr(model, "head", None), getattr(model, "head_input", None)
+    if head is None or head_input is None or not torch.is_autocast_enabled(device_type):
+        return model(images, return_features=True)
+    x = head_input(images)
+    with torch.autocast(device_type=device_type, enabled=False):
+        return head(x.float())

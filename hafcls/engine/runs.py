@@ -8,9 +8,13 @@ OUTPUT/
   metrics.json         written at the end: best epoch, its validation metrics, test metrics
   checkpoints/last.pt  the latest state (model, optimizer, schedule, scaler, RNG), for --resume
   checkpoints/best.pt  the model at the best validation epoch (by --select-metric)
+  .lock                held (fcntl.flock) by the one process writing the folder
 ```
 
-Every file is written atomically (temp file, then rename); only rank 0 writes.
+Every file is written atomically (temp file, then rename); only rank 0 writes, and only while it
+holds the folder's lock: a second ``hafcls train`` into the same folder is refused, naming the
+process that writes it. The kernel releases a flock when its process dies (even by SIGKILL), so
+a lock file left by a crashed run is stale and simply taken over.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 
 from hafcls.engine.config import TrainConfig
@@ -36,6 +43,7 @@ RESUMABLE_DATA_OPTIONS = frozenset({"skip_corrupt"})
 # the files a run writes, at the top of its folder and in checkpoints/
 RUN_FILES = ("config.json", "hierarchy.json", "metrics.jsonl", "metrics.json")
 CHECKPOINT_FILES = ("last.pt", "best.pt")
+LOCK_NAME = ".lock"
 
 
 def _is_own_temp(name: str, own: tuple[str, ...]) -> bool:
@@ -60,6 +68,13 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    def __del__(self):
+        try:
+            self.unlock()
+        except Exception:  # noqa: BLE001 -- interpreter shutdown: the kernel releases it anyway
+            pass
 
     config_file = property(lambda self: self.path / "config.json")
     hierarchy_file = property(lambda self: self.path / "hierarchy.json")
@@ -68,6 +83,78 @@ class RunFolder:
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     last = property(lambda self: self.path / "checkpoints" / "last.pt")
     best = property(lambda self: self.path / "checkpoints" / "best.pt")
+
+    lock_file = property(lambda self: self.path / LOCK_NAME)
+
+    # ------------------------------------------------------------------ the writer's lock
+    def lock(self) -> None:
+        """Take the folder's writer lock (creating the folder), or raise naming its holder.
+
+        ``fcntl.flock`` on ``.lock``: the kernel drops it when the holder exits or is killed,
+        so a leftover file whose lock is not held is stale and taken over here."""
+        import fcntl
+
+        if getattr(self, "_lock_fd", None) is not None:
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise HafclsError(f"--output {self.path} is a file.", "give a folder path.")
+        self._created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:
+            raise HafclsError(f"No permission to write in {self.path}.",
+                              "choose an --output folder you can write to.") from None
+        except OSError as err:  # read-only file system, a file in the way, ...
+            raise HafclsError(f"Cannot write in {self.path} ({err.strerror}).",
+                              "choose an --output folder on a writable disk.") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = self._lock_holder(fd)
+            os.close(fd)
+            raise HafclsError(
+                f"{self.path} is being written by another hafcls process ({holder}).",
+                "wait for it to finish or stop it, or choose another --output folder; two "
+                "runs writing one folder would mix their metrics and checkpoints.") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:300]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        self._lock_fd = fd
+
+    @staticmethod
+    def _lock_holder(fd: int) -> str:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (ValueError, OSError):
+            info = {}
+        if not info:
+            return "its details are not written yet"
+        return (f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}: "
+                f"{info.get('command')}")
+
+    def unlock(self) -> None:
+        """Release the writer lock. The file stays (removing it could let two processes lock
+        two different files of the same name), unless it is all the folder holds: a run that
+        failed its checks before writing anything leaves no folder behind."""
+        import fcntl
+
+        fd = getattr(self, "_lock_fd", None)
+        if fd is None:
+            return
+        self._lock_fd = None
+        try:
+            os.ftruncate(fd, 0)
+            if [p.name for p in self.path.iterdir()] == [LOCK_NAME]:
+                self.lock_file.unlink()
+                if getattr(self, "_created", False):
+                    self.path.rmdir()
+        except OSError:
+            pass
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
     def holds_run(self) -> bool:
         """Whether a run already wrote here (a config or a checkpoint)."""
@@ -96,7 +183,7 @@ class RunFolder:
         if self.path.is_dir():
             # a killed first write leaves only our own temp file: that is not the user's
             names = sorted(p.name for p in self.path.iterdir()
-                           if not _is_own_temp(p.name, RUN_FILES))
+                           if not _is_own_temp(p.name, RUN_FILES) and p.name != LOCK_NAME)
             if names:
                 more = f", ... ({len(names)} in all)" if len(names) > 3 else ""
                 raise HafclsError(
@@ -123,8 +210,14 @@ class RunFolder:
         return freed
 
     def stored_config(self) -> dict | None:
-        """The config a previous run saved here, or None."""
+        """The config a previous run saved here, or None. When ``config.json`` is lost but
+        ``last.pt`` exists, the config stored in the checkpoint (what was trained) is used."""
         if not self.config_file.is_file():
+            if self.last.is_file():
+                from hafcls.engine.checkpoint import load_checkpoint
+
+                config = load_checkpoint(self.last)["meta"].get("config")
+                return dict(config) if isinstance(config, dict) else None
             return None
         try:
             data = json.loads(self.config_file.read_text(encoding="utf-8"))
@@ -170,6 +263,21 @@ class RunFolder:
         atomic_write_text(self.metrics_file, json.dumps(json_safe(metrics), indent=2) + "\n")
 
 
+def stop_message(folder: RunFolder, amp: str) -> tuple[str, str]:
+    """What a run stopped for divergence kept, and the fix (no bf16 advice to a bf16 run, no
+    checkpoint named that does not exist)."""
+    if folder.last.is_file():
+        kept = f"the last good checkpoint ({folder.last}) was kept"
+        again = "resume with --resume after fixing"
+    else:
+        kept = "no checkpoint had been written yet"
+        again = "start the run again after fixing (pass --resume to reuse the folder)"
+    precision = {"fp16": ", or use --amp bf16 or --amp none", "bf16": ", or use --amp none"}
+    fix = (f"lower --lr, add gradient clipping (--grad-clip 1.0){precision.get(amp, '')}; "
+           f"{again}.")
+    return kept, fix
+
+
 def check_resume_config(stored: dict, config: TrainConfig) -> None:
     """Refuse to resume with options that change what is trained (method, LR, data, ...)."""
     current = config.to_dict()
@@ -211,10 +319,14 @@ def prepare_run_folder(folder: RunFolder, config: TrainConfig, info, log) -> Pat
 
     Rank 0 decides, every rank gets the same answer (or the same error)."""
     from hafcls.engine.distributed import broadcast_object
+    from hafcls.engine.preflight import check_run_options
 
+    check_run_options(config)  # every rank: the same config gives the same answer
     decision: tuple[str | None, str | None] = (None, None)
     if info.is_main:
         try:
+            if folder.lock_file.is_file():  # a live writer is named before anything else
+                folder.lock()
             stored = folder.stored_config()
             if config.resume and folder.last.is_file():
                 if stored is not None:
@@ -224,7 +336,9 @@ def prepare_run_folder(folder: RunFolder, config: TrainConfig, info, log) -> Pat
                 log(f"No checkpoint to resume in {folder.path}: starting afresh.")
             else:
                 folder.check_fresh()
+            folder.lock()
         except HafclsError as err:
+            folder.unlock()
             decision = (None, f"{err.problem}\x00{err.fix or ''}")
         else:
             freed = folder.remove_stale_temp_files()

@@ -43,10 +43,10 @@ from hafcls.engine.checkpoint import (
     set_rng_state,
 )
 from hafcls.engine.config import TrainConfig, metric_is_higher_better
-from hafcls.engine.evaluate import evaluate_model, format_metrics
+from hafcls.engine.evaluate import calibrate_checkpoint, evaluate_model, format_metrics
 from hafcls.engine.optimization import build_optimizer, lr_factor, set_lr
 from hafcls.engine.run_extras import RunExtras
-from hafcls.engine.runs import RunFolder, prepare_run_folder
+from hafcls.engine.runs import RunFolder, prepare_run_folder, stop_message
 from hafcls.engine.train_step import (
     EpochTotals,
     TrainStep,
@@ -88,9 +88,13 @@ def train(config: TrainConfig | dict, log: Log | None = None) -> dict:
     joined = info.distributed and not D.is_initialized()
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     D.init_distributed(device, info)
+    trainer = None
     try:
-        return Trainer(config, info, device, log=log).run()
+        trainer = Trainer(config, info, device, log=log)
+        return trainer.run()
     finally:
+        if trainer is not None:
+            trainer.folder.unlock()  # the run folder's writer lock (rank 0)
         torch.use_deterministic_algorithms(deterministic_before)
         if joined:
             D.cleanup()
@@ -133,6 +137,10 @@ class Trainer:
         seed_everything(cfg.seed)
         self.data = build_data(cfg, self.info)
         self.hierarchy = self.data.hierarchy
+        from hafcls.engine.preflight import check_select_metric, check_splits_present
+
+        check_select_metric(cfg.select_metric, self.hierarchy.height)  # before any epoch
+        check_splits_present(self.data)
         # timm downloads pretrained weights on first use: rank 0 fills the cache, then the rest
         fetch_first = cfg.pretrained and cfg.pretrained_file is None and self.info.distributed
         if fetch_first and not self.info.is_main:
@@ -141,6 +149,9 @@ class Trainer:
         if fetch_first and self.info.is_main:
             D.barrier()
         match_backbone_transforms(self.data, self.model, cfg)
+        from hafcls.engine.preflight import check_batch_norm_batch
+
+        self.batch_norm = check_batch_norm_batch(self.model, cfg.batch_size)
         weights = getattr(self.model.backbone, "hafcls_weights_report", None)
         if weights is not None:  # e.g. a MoCo checkpoint: mapped, dropped, missing keys
             self.log(weights.summary())
@@ -184,6 +195,9 @@ class Trainer:
             num_workers=cfg.workers, drop_last=self.drop_last,
             pin_memory=self.device.type == "cuda", collate_fn=collate_skip_corrupt,
             persistent_workers=False,
+            # the loader draws its workers' base seed from this generator, not from the global
+            # random state: a draw there would shift every dropout mask after a mid-epoch resume
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -201,7 +215,7 @@ class Trainer:
         }
 
     def _check_weights_finite(self) -> None:
-        check_weights_finite(self.model, self.folder.last)
+        check_weights_finite(self.model, self.folder.last, self.config.amp)
 
     def _save_last(self, epochs_done: int, step_in_epoch: int, totals: EpochTotals) -> None:
         self._check_weights_finite()
@@ -315,6 +329,14 @@ class Trainer:
                 continue
             images, targets = batch
             totals.skipped += expected - targets.numel()
+            if self.batch_norm and D.any_rank(targets.numel() == 1, self.device):
+                # unreadable images left one: batch norm cannot train on a single sample, so
+                # the step is left out (the same on resume: it depends on the data only)
+                totals.skipped += targets.numel()
+                self.log(f"Left out a batch of one image at epoch {epoch + 1}, step "
+                         f"{step + 1} (the rest was unreadable): batch norm needs two.")
+                step += 1
+                continue
             images = images.to(self.device, non_blocking=True)
             targets = targets.to(self.device, non_blocking=True)
             # train accuracy below compares with each image's own label (weight λ in a mix)
@@ -324,12 +346,10 @@ class Trainer:
             loss_value, hits = torch.stack([loss.detach(), (logits.detach().argmax(1) == targets)
                                             .sum().float()]).tolist()
             if D.any_rank(not math.isfinite(loss_value), self.device):
+                kept, fix = stop_message(self.folder, cfg.amp)
                 raise HafclsError(
                     f"The training loss became {nonfinite(loss_value)} at epoch {epoch + 1}, "
-                    f"step {step + 1}; training stopped and the last good checkpoint "
-                    f"({self.folder.last}) was kept.",
-                    "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
-                    "resume with --resume after fixing.")
+                    f"step {step + 1}; training stopped and {kept}.", fix)
             self._position = (epoch, step)  # for the message of a non-finite gradient
             self._backward(loss)
             step += 1
@@ -374,12 +394,10 @@ class Trainer:
             norm = float(self._clip())
             if D.any_rank(not math.isfinite(norm), self.device):
                 epoch, step = self._position
+                kept, fix = stop_message(self.folder, cfg.amp)
                 raise HafclsError(
                     f"The gradient norm became {nonfinite(norm)} at epoch {epoch + 1}, step "
-                    f"{step + 1}; training stopped before the weights changed and the last good "
-                    f"checkpoint ({self.folder.last}) was kept.",
-                    "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp "
-                    "bf16/none; resume with --resume after fixing.")
+                    f"{step + 1}; training stopped before the weights changed and {kept}.", fix)
             self.optimizer.step()
 
     def _clip(self) -> torch.Tensor:
@@ -408,6 +426,16 @@ class Trainer:
                               criterion=self.criterion, channels_last=self.config.channels_last,
                               train_counts=self.extras.train_counts)
 
+    def _calibrate(self, result: dict) -> Callable:
+        """Fit the best model's softmax temperature on the validation split; stored in best.pt
+        and the result, it is the score of the test metrics, CRM, hedging and prediction."""
+        cfg = self.config
+        fit, score = calibrate_checkpoint(self.model, self.folder.best, self.val_loader,
+                                          self.device, cfg.amp, cfg.channels_last, self.log)
+        if fit is not None:
+            result["temperature"] = fit
+        return score or self.method.score
+
     def _finish(self, started: float) -> dict:
         cfg = self.config
         D.barrier()
@@ -419,13 +447,14 @@ class Trainer:
                   "data_info": getattr(self.data, "info", {})}
         if self.train_skipped:  # unreadable training images, left out of every epoch
             result["train_skipped"] = self.train_skipped
+        score = self._calibrate(result) if self.val_loader is not None else self.method.score
         if self.data.test is not None:
             best = load_checkpoint(self.folder.best, map_location=self.device)
             load_weights(self.model, best["model"], self.folder.best, "model")
             load_weights(self.criterion, best["criterion"], self.folder.best, "loss")
             loader = make_eval_loader(self.data.test, cfg, self.info, self.device)
             result["test"] = evaluate_model(self.model, loader, self.hierarchy, self.device,
-                                            amp=cfg.amp, score=self.method.score,
+                                            amp=cfg.amp, score=score,
                                             channels_last=cfg.channels_last,
                                             train_counts=self.extras.train_counts)
             self.log("test (best-validation model, epoch "

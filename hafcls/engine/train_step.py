@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from hafcls.engine import distributed as D
+from hafcls.engine.builders import forward_float32_head
 from hafcls.engine.config import TrainConfig
 from hafcls.engine.evaluate import format_metrics
 from hafcls.errors import HafclsError
@@ -38,13 +39,15 @@ class TrainStep(nn.Module):
     def forward(self, images: torch.Tensor, targets: torch.Tensor):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits, features = self.model(images, return_features=True)
-        if targets.ndim == 2:  # B x K mixed targets of mixup/CutMix
-            from hafcls.methods.mixing import mixed_loss
+        # under AMP: backbone in bf16/fp16, head and loss in float32 (exact logits, no ties)
+        logits, features = forward_float32_head(self.model, images)
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            if targets.ndim == 2:  # B x K mixed targets of mixup/CutMix
+                from hafcls.methods.mixing import mixed_loss
 
-            loss = mixed_loss(self.criterion, logits, features, targets)
-        else:
-            loss = self.criterion(logits, features, targets)
+                loss = mixed_loss(self.criterion, logits, features, targets)
+            else:
+                loss = self.criterion(logits, features, targets)
         return loss, logits
 
 
@@ -104,7 +107,7 @@ def epoch_line(record: dict, cfg: TrainConfig) -> str:
     return line
 
 
-def check_weights_finite(model: nn.Module, last: Path) -> None:
+def check_weights_finite(model: nn.Module, last: Path, amp: str = "none") -> None:
     """Never write non-finite weights into a checkpoint (they could not be resumed)."""
     named = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
     if not named:
@@ -112,8 +115,9 @@ def check_weights_finite(model: nn.Module, last: Path) -> None:
     finite = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu()  # one sync
     bad = [n for (n, _), ok in zip(named, finite.tolist()) if not ok]
     if bad:
+        from hafcls.engine.runs import RunFolder, stop_message
+
+        kept, fix = stop_message(RunFolder(Path(last).parent.parent), amp)
         raise HafclsError(
             f"The model weights became non-finite (e.g. {bad[0]!r}); training stopped and "
-            f"the last good checkpoint ({last}) was kept.",
-            "lower --lr, add gradient clipping (--grad-clip 1.0), or use --amp bf16/none; "
-            "resume with --resume after fixing.")
+            f"{kept}.", fix)

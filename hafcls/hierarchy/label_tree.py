@@ -301,17 +301,26 @@ class Hierarchy:
         ]
         for t in range(int(self._depths.max()) + 1):
             lines.append(f"  {t:5d}  {ndepth.get(t, 0):5d}  {cdepth.get(t, 0):7d}")
-        if self.num_classes <= 30_000:
-            d = self.distance_matrix()
-            iu = np.triu_indices(self.num_classes, 1)
-            hist = np.bincount(d[iu].astype(np.int64), minlength=int(d.max()) + 1)
-            lines.append("  distance histogram over class pairs (published distance):")
-            for v, c in enumerate(hist):
-                if c:
-                    lines.append(f"  {v:5d}  {c}")
+        lines.append("  distance histogram over class pairs (published distance):")
+        for v, c in enumerate(self._distance_histogram()):
+            if c:
+                lines.append(f"  {v:5d}  {c}")
         examples = ", ".join(self.class_names[:5])
         lines.append(f"  first classes: {examples}{', ...' if self.num_classes > 5 else ''}")
         return "\n".join(lines)
+
+    def _distance_histogram(self) -> np.ndarray:
+        """Number of class pairs at each published distance ``H - depth(LCA)``, from per-depth
+        ancestor counts in O(K x H) memory (no K x K matrix): the pairs sharing their ancestor
+        at depth t are sum_v C(n_v, 2) over that depth's ancestors v."""
+        k, h = self.num_classes, self.height
+        sharing = np.zeros(h + 2, dtype=np.int64)   # pairs whose LCA depth is >= t
+        sharing[0] = k * (k - 1) // 2
+        for t in range(1, h + 1):
+            counts = np.unique(self._ancestors[:, t], return_counts=True)[1].astype(np.int64)
+            sharing[t] = int((counts * (counts - 1) // 2).sum())
+        at_depth = sharing[:-1] - sharing[1:]         # pairs whose LCA depth is exactly t
+        return at_depth[::-1].copy()                   # index H - t: the published distance
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -406,7 +415,7 @@ class Hierarchy:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Hierarchy:
-        check_hierarchy_dict(data, FORMAT)
+        check_hierarchy_dict(data, FORMAT, FORMAT_VERSION)
         h = cls.from_edges(
             [tuple(e) for e in data["edges"]],
             data["classes"],

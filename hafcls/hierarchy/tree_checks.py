@@ -19,9 +19,17 @@ def parse_isa_text(text: str, path: Path) -> list[tuple[str, str]]:
         if not line or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 2:
+        if not edges and _looks_like_header(line):
             raise HafclsError(
-                f"{path}, line {lineno}: expected 'parent child', got {line[:80]!r}.",
+                f"{path}, line {lineno}: {line[:80]!r} looks like a header line, not an edge "
+                "(it would become a second root).",
+                "delete the header line or start it with '#'.")
+        if len(parts) != 2:
+            sep = next((c for c in ",;|" if c in line), None)
+            hint = (f" (ids separated by {sep!r}: an is-a file separates them by whitespace)"
+                    if sep and len(line.split(sep)) == 2 else "")
+            raise HafclsError(
+                f"{path}, line {lineno}: expected 'parent child', got {line[:80]!r}{hint}.",
                 "write exactly two whitespace-separated ids per line.",
             )
         edges.append((parts[0], parts[1]))
@@ -30,14 +38,26 @@ def parse_isa_text(text: str, path: Path) -> list[tuple[str, str]]:
     return edges
 
 
-def check_hierarchy_dict(data, format_name: str) -> None:
-    """Refuse a mapping that is not a hafcls hierarchy (before any edge is read)."""
+_HEADER_WORDS = {"parent", "child", "parents", "children", "source", "target", "from", "to",
+                 "hypernym", "hyponym", "superclass", "subclass", "id", "node", "label"}
+
+
+def _looks_like_header(line: str) -> bool:
+    words = [w.strip(",;|\t").lower() for w in line.replace(",", " ").split()]
+    return len(words) >= 2 and all(w in _HEADER_WORDS for w in words)
+
+
+def check_hierarchy_dict(data, format_name: str, format_version: int | None = None) -> None:
+    """Refuse a mapping that is not a hafcls hierarchy (before any edge is read): the format
+    and its version, and JSON types as written (ids are strings: a number or null is refused,
+    never turned into a string that may name another node)."""
     if not isinstance(data, Mapping) or data.get("format") != format_name:
         raise HafclsError(
             "This is not a hafcls hierarchy file (no \"format\": \"hafcls-hierarchy\").",
             "write it with Hierarchy.to_json or `hafcls hierarchy build`, or load an is-a "
             "edge list with Hierarchy.from_isa_file.",
         )
+    _check_version(data, format_version)
     for key in ("classes", "edges"):
         if not isinstance(data.get(key), list):
             raise HafclsError(
@@ -55,6 +75,41 @@ def check_hierarchy_dict(data, format_name: str) -> None:
             "The hierarchy file's \"edges\" must be [parent, child] pairs.",
             "regenerate it with `hafcls hierarchy build`.",
         )
+    _check_ids(data)
+
+
+def _check_version(data: Mapping, format_version: int | None) -> None:
+    version = data.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise HafclsError(f"The hierarchy file's \"version\" must be a whole number >= 1, got "
+                          f"{version!r}.", "regenerate it with `hafcls hierarchy build`.")
+    if format_version is not None and version > format_version:
+        raise HafclsError(
+            f"The hierarchy file has format version {version}; this hafcls reads up to version "
+            f"{format_version}.", "upgrade hafcls, or write the file with this version.")
+
+
+def _check_ids(data: Mapping) -> None:
+    def refuse(where: str, value) -> None:
+        raise HafclsError(
+            f"The hierarchy file's {where} holds {value!r} ({type(value).__name__}); node ids "
+            "must be JSON strings.",
+            f"quote it (\"{value}\") if it is meant as an id, or regenerate the file.")
+
+    for c in data["classes"]:
+        if not isinstance(c, str):
+            refuse("\"classes\"", c)
+    for edge in data["edges"]:
+        for node in edge:
+            if not isinstance(node, str):
+                refuse("\"edges\"", node)
+    for key, name in (data.get("names") or {}).items():
+        if not isinstance(name, str):
+            raise HafclsError(f"The hierarchy file names node {key!r} with {name!r} "
+                              f"({type(name).__name__}); names must be JSON strings.",
+                              "quote the name, or regenerate the file.")
+    if "root" in data and not isinstance(data["root"], str):
+        refuse("\"root\"", data["root"])
 
 
 def check_tree(g: nx.DiGraph) -> None:
