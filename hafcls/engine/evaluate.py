@@ -6,6 +6,7 @@ ranks, so every sample is counted exactly once (``metrics["n"]`` equals the spli
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from hafcls.engine import distributed as D
 from hafcls.engine.builders import (
     autocast_context,
     build_data,
+    forward_float32_head,
     load_hierarchy,
     make_eval_loader,
     match_backbone_transforms,
@@ -38,9 +40,13 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
                    ks=DEFAULT_KS, sink: Callable | None = None, train_counts=None) -> dict:
     """Metrics of ``model`` over every batch of ``loader`` (summed over DDP ranks).
 
-    ``score(logits)`` turns logits into the probabilities used for ranking (default softmax);
-    with ``crm=True`` classes are re-ranked by conditional risk (lowest expected distance
-    first). With ``criterion`` the mean loss is reported as ``loss``. Unreadable images that
+    Classes are ranked by their logits, never by float32 probabilities (softmax underflows to
+    exact zeros once logit gaps pass ~90); under ``amp`` the backbone runs in bf16/fp16 and the
+    head, its logits and the loss in float32. ``score(logits)`` gives the probabilities
+    (default softmax; a softmax with any temperature ranks as the logits do) used for CRM,
+    calibration and ``sink``; with ``crm=True`` classes are re-ranked by conditional risk
+    (lowest expected distance first) computed from float64 probabilities. With ``criterion``
+    the mean loss is reported as ``loss``. Unreadable images that
     the dataset skipped (``skip_corrupt``) are left out of ``n`` and counted as ``skipped``
     (present only when some were skipped). ``sink(probs, targets)``, when given, sees every
     batch's probabilities (e.g. :class:`hafcls.engine.decoding.ScoreSink`). ``ece`` is always
@@ -69,14 +75,17 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast_context(amp, device):
-                logits, features = model(images, return_features=True)
-                if criterion is not None:
-                    loss = criterion(logits, features, targets)
-                    loss_sum += torch.stack([loss.detach().double() * targets.numel(),
-                                             torch.tensor(targets.numel(), device=device,
-                                                          dtype=torch.float64)])
-            probs = score(logits.float())
-            ranking = crm_fn(probs) if crm_fn is not None else probs
+                logits, features = forward_float32_head(model, images)
+            logits = logits.float()  # float32 already, unless the model has no separate head
+            if criterion is not None:
+                loss = criterion(logits, features, targets)
+                loss_sum += torch.stack([loss.detach().double() * targets.numel(),
+                                         torch.tensor(targets.numel(), device=device,
+                                                      dtype=torch.float64)])
+            probs = score(logits)
+            # rank on the logits (the probabilities' order without their float32 underflow);
+            # CRM on float64 probabilities
+            ranking = crm_fn(score(logits.double())) if crm_fn is not None else logits
             meter.update(ranking, targets)
             per_class.update(probs, targets)
             if sink is not None:
@@ -93,6 +102,83 @@ def evaluate_model(model: nn.Module, loader, hierarchy, device: torch.device, am
         D.all_reduce_sum(loss_sum)
         metrics["loss"] = float(loss_sum[0] / loss_sum[1].clamp_min(1))
     return metrics
+
+
+@torch.no_grad()
+def collect_logits(model: nn.Module, loader, device: torch.device, amp: str = "none",
+                   channels_last: bool = False, features: bool = False):
+    """Float32 logits and targets of every batch of ``loader`` (this process's shard), on the
+    CPU, as :func:`evaluate_model` computes them; with ``features=True`` also the features."""
+    was_training = model.training
+    model.eval()
+    out: list[list[torch.Tensor]] = [[], [], []]
+    try:
+        for batch in loader:
+            if batch is None:
+                continue
+            images, targets = batch
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast_context(amp, device):
+                logits, feats = forward_float32_head(model, images)
+            out[0].append(logits.float().cpu())
+            out[1].append(targets.cpu())
+            if features:
+                out[2].append(feats.float().cpu())
+    finally:
+        model.train(was_training)
+    return tuple(torch.cat(o) for o in out[:2 + features])
+
+
+def fit_split_temperature(model: nn.Module, loader, device: torch.device, amp: str = "none",
+                          channels_last: bool = False) -> dict:
+    """The softmax temperature of minimum mean NLL on every sample of ``loader`` (gathered
+    over DDP ranks; every rank gets the same answer), as ``{"temperature", "nll", "nll_t1",
+    "n"}`` (``nll_t1``: the NLL at temperature 1)."""
+    from hafcls.metrics import fit_temperature
+
+    logits, targets = collect_logits(model, loader, device, amp, channels_last)
+    gathered = D.gather_to_main((logits, targets))  # None on ranks other than 0
+    fit = None
+    if gathered is not None:
+        z = torch.cat([g[0] for g in gathered]).double()
+        y = torch.cat([g[1] for g in gathered]).long()
+        if y.numel():
+            t = float(fit_temperature(z, y))
+            nll = [float(torch.nn.functional.cross_entropy(z / temp, y)) for temp in (t, 1.0)]
+            fit = {"temperature": t, "nll": nll[0], "nll_t1": nll[1], "n": int(y.numel())}
+    return D.broadcast_object(fit)
+
+
+def calibrate_checkpoint(model: nn.Module, path, loader, device: torch.device,
+                         amp: str = "none", channels_last: bool = False,
+                         log: Callable[[str], None] | None = None):
+    """Load the checkpoint at ``path`` into ``model``, fit its softmax temperature on
+    ``loader`` (:func:`fit_split_temperature`) and store it in the checkpoint's metadata as the
+    ``score_temperature`` that evaluation, CRM, hedging and prediction use (the fit itself as
+    ``temperature_fit``, with the method's own temperature as ``default``). Returns
+    ``(fit, score)`` on every rank (``(None, None)`` for an empty split); rank 0 rewrites the
+    file."""
+    from hafcls.engine.checkpoint import load_weights, save_checkpoint
+
+    ckpt = load_checkpoint(path, map_location=device)
+    load_weights(model, ckpt["model"], path, "model")
+    fit = fit_split_temperature(model, loader, device, amp, channels_last)
+    if fit is None:
+        return None, None
+    method = dict(ckpt["meta"].get("method", {}))
+    earlier = method.get("temperature_fit") or {}  # a re-fit keeps the method's own default
+    fit["default"] = float(earlier.get("default", method.get("score_temperature", 1.0)))
+    if D.env_info().is_main:
+        method.update(score_temperature=fit["temperature"], temperature_fit=fit)
+        save_checkpoint(path, {k: v for k, v in ckpt.items() if k != "meta"},
+                        {**ckpt["meta"], "method": method})
+    D.barrier()
+    if log is not None:
+        log(f"softmax temperature {fit['temperature']:.4g} fitted on the validation split "
+            f"(NLL {fit['nll_t1']:.4f} at T=1 -> {fit['nll']:.4f})")
+    return fit, functools.partial(scores_from_logits, temperature=fit["temperature"])
 
 
 def _train_counts(bundle, config: TrainConfig):
@@ -188,6 +274,10 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
         if dataset is None:
             raise HafclsError(f"The {config.data} dataset has no {split} split.",
                               "use --split test or --split val.")
+        absent = getattr(dataset, "absent", None)
+        if absent is not None:  # a copy of the data without this split's folder
+            raise HafclsError(f"No {absent.name!r} folder in {absent.parent}.",
+                              "use another --split, or add the folder.")
         model.to(dev)
         loader = make_eval_loader(dataset, config, info, dev)
         sink = ScoreSink()
@@ -200,6 +290,61 @@ def evaluate_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "test
             D.cleanup()
     return {**metrics, "checkpoint": str(path), "split": split, "crm": bool(crm),
             "dataset": config.data}
+
+
+# ---------------------------------------------------------------------- neural collapse
+def collapse_measures(model: nn.Module, loader, device: torch.device, amp: str = "none",
+                      channels_last: bool = False) -> dict:
+    """Neural-collapse measures (:func:`hafcls.metrics.neural_collapse`) of ``model``'s
+    features over ``loader`` (one process), with NC4 against the network's own predictions
+    (the argmax of its float32 logits: bias and non-linear scores included) and, for a HAFrame
+    head, the angular collapse against its frame. The papers measure the training split."""
+    from hafcls.metrics import neural_collapse
+
+    logits, targets, features = collect_logits(model, loader, device, amp, channels_last,
+                                               features=True)
+    head = getattr(model, "head", None)
+    vectors = model.class_vectors().detach().float().cpu() if hasattr(model, "class_vectors") \
+        else None
+    if vectors is not None and vectors.shape[0] != features.shape[1]:
+        vectors = None  # the classifier acts on other vectors than these features
+    similarity = None
+    if getattr(head, "kind", None) == "haframe" and vectors is not None:
+        unit = vectors.double() / vectors.double().norm(dim=0, keepdim=True).clamp_min(1e-12)
+        similarity = unit.T @ unit
+    return neural_collapse(features, targets, classifier=vectors, frame_similarity=similarity,
+                           predictions=logits.argmax(dim=1))
+
+
+def collapse_checkpoint(run_or_checkpoint: str | os.PathLike, split: str = "train",
+                        device: str = "auto", batch_size: int | None = None,
+                        workers: int | None = None) -> dict:
+    """:func:`collapse_measures` of a trained model on a split of its dataset; by default the
+    training split, as in the papers, seen through the evaluation transform (no augmentation)."""
+    if split not in ("train", "val", "test"):
+        raise HafclsError(f"Unknown split {split!r}.", "use train, val or test.")
+    path = find_checkpoint(run_or_checkpoint)
+    ckpt = load_checkpoint(path, map_location="cpu")
+    model, h, _ = model_from_checkpoint(ckpt, path=path)
+    config = TrainConfig.from_dict(ckpt["meta"]["config"], source=f"{path}'s config")
+    overrides = {"resume": False, "eval_batch_size": batch_size, "workers": workers}
+    config.update({k: v for k, v in overrides.items() if v is not None},
+                  source="the collapse options")
+    info = D.DistInfo()
+    bundle = build_data(config, info, hierarchy=h)
+    match_backbone_transforms(bundle, model, config)
+    dataset = getattr(bundle, split, None)
+    if dataset is None:
+        raise HafclsError(f"The {config.data} dataset has no {split} split.",
+                          "use another --split.")
+    evaluation = bundle.test if bundle.test is not None else bundle.val
+    if split == "train" and hasattr(dataset, "transform") and evaluation is not None:
+        dataset.transform = evaluation.transform
+    dev = D.resolve_device(device, info)
+    model.to(dev)
+    loader = make_eval_loader(dataset, config, info, dev)
+    return {**collapse_measures(model, loader, dev, config.amp, config.channels_last),
+            "split": split, "checkpoint": str(path)}
 
 
 # ---------------------------------------------------------------------- formatting
