@@ -22,6 +22,7 @@ from hafcls.hierarchy import Hierarchy
 
 # the module (hafcls.engine.train is the function of the same name)
 train_module = importlib.import_module("hafcls.engine.train")
+trainer_checkpoints = importlib.import_module("hafcls.engine.trainer_checkpoints")
 
 TINY = dict(data="synthetic", image_size=16,
             data_options={"branching": [2, 2], "per_class": {"train": 10, "val": 3, "test": 3}},
@@ -266,7 +267,8 @@ def test_resume_with_dropout_is_bit_identical(uninterrupted_dropout, tmp_path, m
 def test_resume_that_forgets_the_random_state_is_caught(uninterrupted_dropout, tmp_path,
                                                         monkeypatch):
     run = _killed_and_resumed(tmp_path, monkeypatch)
-    monkeypatch.setattr(train_module, "set_rng_state", lambda state: None)
+    # the Trainer restores its random streams in hafcls.engine.trainer_checkpoints
+    monkeypatch.setattr(trainer_checkpoints, "set_rng_state", lambda state: None)
     train(dict(DROPOUT, output=str(run), resume=True))
     a, b = _weights(uninterrupted_dropout), _weights(run)
     assert any(not torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
