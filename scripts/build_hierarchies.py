@@ -7,7 +7,7 @@ The class lists are read from the installed timm package (``timm/data/_info``), 
 downloaded. ImageNet-21k is the fall 2011 release's 21,841 synsets (timm's
 ``imagenet22k_synsets.txt``; ``imagenet21k_goog_synsets.txt`` is Google's 21,843-synset variant).
 Every tree uses the same DAG-to-tree rule (``shortest``) and keeps unary chains, so classes may be
-internal nodes (METHODS.md section 1).
+internal nodes (docs/hierarchies.md).
 """
 
 from __future__ import annotations

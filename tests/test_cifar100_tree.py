@@ -1,4 +1,4 @@
-"""The papers' 5-level CIFAR-100 tree (METHODS.md §2.1) and the 2-level superclass tree."""
+"""The papers' 5-level CIFAR-100 tree (docs/hierarchies.md) and the 2-level superclass tree."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
 """Learning-rate groups as a model rule: which parameter gets which peak LR, per recipe.
 
-The expected tables are written out by hand from METHODS.md section 2 (the authors' code): the
+The expected tables are written out by hand from docs/fidelity.md (the authors' code): the
 type-II head's 1x1 conv trains with the backbone; FGVC: backbone + conv 0.01, BN +
 transformation 0.1; iNat / tiered: everything 0.01; CIFAR-100: the whole network 0.01 and only a
 learnable classifier (the CE baseline's) 0.1. Fixed frames are buffers: in no group at all.

@@ -63,7 +63,7 @@ def test_reversed_prefix_is_zero_and_k1_is_top1(tree):
 
 
 def literal_hops(row, y, d, k):
-    """METHODS.md section 8 written out per sample, with Python lists."""
+    """docs/ranking-and-decoding.md written out per sample, with Python lists."""
     num = len(row)
     order = sorted(range(num), key=lambda j: (-row[j], j))
     values = sorted(set(d[y].tolist()))

@@ -1,4 +1,4 @@
-"""The shipped recipes hold every setting of METHODS.md section 2, and the pieces they select
+"""The shipped recipes hold every setting of docs/fidelity.md, and the pieces they select
 (type-I head, WRN-28-8, frame seed) do what the paper describes."""
 
 import subprocess

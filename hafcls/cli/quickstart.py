@@ -1,7 +1,7 @@
 """``hafcls quickstart``: cross-entropy vs HAFrame side by side, on real images when it can.
 
-With Fashion-MNIST's IDX files installed (``apt-get install dataset-fashion-mnist``, METHODS.md
-section 11) it trains on a class-balanced subset of the real images and tests on all 10,000
+With Fashion-MNIST's IDX files installed (``apt-get install dataset-fashion-mnist``;
+docs/datasets.md) it trains on a class-balanced subset of the real images and tests on all 10,000
 test images; without them it says how to get them and falls back to the built-in synthetic data
 (:mod:`hafcls.data.synthetic`), which needs nothing. Either way it takes a few minutes on a
 2-core CPU.

@@ -1,4 +1,4 @@
-"""Fashion-MNIST from the official IDX files, decoded once into memory (METHODS.md section 11).
+"""Fashion-MNIST from the official IDX files, decoded once into memory (docs/datasets.md).
 
 Where the files are looked for, in order: ``data_dir`` itself and torchvision's
 ``data_dir/FashionMNIST/raw``; without ``data_dir``, Debian's ``/usr/share/datasets/fashion-mnist``

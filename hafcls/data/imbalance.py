@@ -1,4 +1,4 @@
-"""Long-tailed training subsets and shot-group accuracy (METHODS.md §10).
+"""Long-tailed training subsets and shot-group accuracy (docs/mixup_and_imbalance.md).
 
 Profiles (class rank r = 0 … K−1, rank 0 the most frequent; ρ ≥ 1 the imbalance ratio):
 

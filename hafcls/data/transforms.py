@@ -210,7 +210,7 @@ def build_transforms(
 
 
 # ---------------------------------------------------------------------- the papers' pipelines
-#: transform presets of the HAFrame/HAF recipes (METHODS.md section 2), selected by a recipe's
+#: transform presets of the HAFrame/HAF recipes (docs/fidelity.md), selected by a recipe's
 #: ``transform_preset``; each is ``(train, eval)`` geometry before one fused normalisation
 PRESETS = {
     "cifar": "train: 4-px reflect padding + random crop + flip; eval: the image as it is",

@@ -274,7 +274,8 @@ class _StreamingAnalysis:
 
 
 #: Trees up to this many nodes get the exact hF1-optimal set without the root (O(nodes^2) per
-#: sample, METHODS.md section 8); larger ones the paper's root-counting decoder with its bound.
+#: sample, docs/ranking-and-decoding.md); larger ones the paper's root-counting decoder
+#: with its bound.
 EXACT_HF1_MAX_NODES = 256
 
 

@@ -1,4 +1,4 @@
-"""Equiangular Basis Vectors (EBV; METHODS.md §4): fixed, nearly orthogonal unit class vectors.
+"""Equiangular Basis Vectors (EBV; docs/ebv.md): fixed, nearly orthogonal unit class vectors.
 
 K unit vectors in d dimensions. For ``d >= K`` they are exactly orthonormal (a seeded Haar-random
 orthonormal set: the limit of the optimisation at the official τ = 0.002, every |cos| = 0). For
@@ -26,7 +26,7 @@ def welch_bound(num_classes: int, dim: int) -> float:
     return math.sqrt((num_classes - dim) / (dim * (num_classes - 1)))
 
 
-#: the official EBV code's bound on |cos| (Shen et al. 2023; METHODS.md §4)
+#: the official EBV code's bound on |cos| (Shen et al. 2023; docs/ebv.md)
 EBV_TAU = 0.002
 
 

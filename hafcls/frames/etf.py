@@ -1,4 +1,4 @@
-"""The fixed simplex equiangular tight frame (Yang et al., NeurIPS 2022; METHODS.md §4).
+"""The fixed simplex equiangular tight frame (Yang et al., NeurIPS 2022; docs/etf-dr.md).
 
 ``M = sqrt(K/(K-1)) U (I - 11^T/K)`` with ``U`` (d x K) having orthonormal columns: unit-norm
 columns with every pairwise cosine ``-1/(K-1)``. Since ``U (I - 11^T/K) = (U C) C^T`` for any

@@ -1,4 +1,4 @@
-"""Hierarchy-Aware Frames (Liang & Davis, ICCV 2023; METHODS.md §2-§3).
+"""Hierarchy-Aware Frames (Liang & Davis, ICCV 2023; docs/haframe.md).
 
 :func:`haframe` builds the fixed classifier whose class vectors have the target cosines S:
 

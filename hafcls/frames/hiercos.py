@@ -1,4 +1,4 @@
-"""Orthogonal node subspaces of a label tree (the geometry of Hier-COS, METHODS.md §7).
+"""Orthogonal node subspaces of a label tree (the geometry of Hier-COS, docs/hiercos.md).
 
 Every node of the tree except the root owns one orthonormal direction ``e_n``, so the feature
 space has ``d = number of non-root nodes`` coordinates. Class c owns the subspace

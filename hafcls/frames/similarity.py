@@ -1,4 +1,4 @@
-"""The HAFrame target cosine matrix S and the choice of ``s_min`` (METHODS.md §2-§3).
+"""The HAFrame target cosine matrix S and the choice of ``s_min`` (docs/haframe.md).
 
 ``S_ij = (1 - s_min) exp(-gamma d_ij / d_max) + s_min`` with ``S_ii = 1``: the formula is
 written once, in :func:`similarity_from_distance`, which numpy code (this package) and torch code

@@ -1,4 +1,4 @@
-"""Exact tree-structured Hierarchy-Aware Frames (METHODS.md §3), with no eigendecomposition.
+"""Exact tree-structured Hierarchy-Aware Frames (docs/haframe-tree.md), with no eigendecomposition.
 
 The target cosine of two classes depends only on their lowest common ancestor (LCA):
 ``S_ij = g(LCA(i, j))`` with ``g(v) = (1 - s_min) exp(-gamma delta(v) / d_max) + s_min`` and

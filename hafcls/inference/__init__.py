@@ -2,7 +2,7 @@
 
 - :mod:`hafcls.inference.crm`: CRM (:func:`crm`, :func:`conditional_risk`), threshold hedging
   (:func:`hedge`, :func:`hedged_metrics`) and :func:`topk_with_severity`.
-- :mod:`hafcls.inference.decode`: decisions matched to a metric (METHODS.md section 9):
+- :mod:`hafcls.inference.decode`: decisions matched to a metric (docs/ranking-and-decoding.md):
   :func:`optimal_node` for any node-to-class cost matrix and :func:`hfbeta_decode`, the
   node set maximising the expected hF_β.
 - :mod:`hafcls.inference.selective`: :func:`risk_coverage`, the hierarchical risk-coverage

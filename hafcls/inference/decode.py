@@ -1,4 +1,4 @@
-"""Decisions matched to the metric (Plaud et al., ICML 2025; METHODS.md section 9).
+"""Decisions matched to the metric (Plaud et al., ICML 2025; docs/ranking-and-decoding.md).
 
 - :func:`optimal_node`: for a cost matrix ``C[n, l]`` over ``hierarchy.nodes`` x
   ``hierarchy.classes``, the node minimising the expected cost ``Σ_l p(l) C[n, l]`` per sample

@@ -1,6 +1,6 @@
 """Hierarchical selective classification: the risk-coverage curve of backing off to ancestors.
 
-(Goren et al., NeurIPS 2024; METHODS.md section 9.) Each sample climbs from its top-1 class
+(Goren et al., NeurIPS 2024; docs/ranking-and-decoding.md.) Each sample climbs from its top-1 class
 towards the root and stops at the deepest node on that path whose probability (sum of its
 classes' probabilities, rows normalised, float64) is at least the threshold τ: τ = 0 keeps the
 top-1 class, τ above 1 (``inf``) gives the root. A node is correct when it is the true class or

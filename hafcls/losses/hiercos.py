@@ -1,4 +1,4 @@
-"""The path-distribution loss of Hier-COS (METHODS.md §7) on node coordinates z.
+"""The path-distribution loss of Hier-COS (docs/hiercos.md) on node coordinates z.
 
 ``L = KL(q_y ‖ softmax(|z|)) + α · Σ_t ‖onehot(y_t) − |z_t| / ‖z_t‖₁‖₁``, averaged over the batch.
 
@@ -7,7 +7,7 @@
   length L (depths 1..L) the coordinate at depth t gets ``r = L − t + 1`` (L at the top, 1 at the
   leaf) and ``w_t = exp(1/r) / Σ_{t'} exp(1/r_{t'})``; the target is ``q_t = w_t²``.
 
-  Our reading of "normalise exp(1/r) over the path and square it" (METHODS.md §7, taken from the
+  Our reading of "normalise exp(1/r) over the path and square it" (docs/hiercos.md, taken from the
   authors' description; we could not open the paper's loss section from here): the squaring comes
   *after* the normalisation, so ``Σ q_t = Σ w_t² < 1`` and the KL is taken against this
   unnormalised target, ``Σ_t q_t (log q_t − log p_t)`` (what ``F.kl_div`` computes). Squaring

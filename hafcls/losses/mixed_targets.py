@@ -9,7 +9,8 @@ loss                        soft form (T one-hot gives the plain loss)
 ==========================  =================================================================
 CrossEntropyLoss (ce, ebv)  ``−mean_b Σ_c T'_bc log softmax(z_b)_c``, T' = T smoothed as usual
 HAFrameLoss                 ``(1 − α)·soft CE + α·mean_b Σ_c (cos(w_c, h_b) − (T S)_bc)²``:
-                            the target row ``λ·S[:, y1] + (1 − λ)·S[:, y2]`` (METHODS.md §10)
+                            the target row ``λ·S[:, y1] + (1 − λ)·S[:, y2]``
+                            (docs/mixup_and_imbalance.md)
 SoftLabelLoss               ``KL(T Q ‖ softmax(z))``, Q's rows the classes' soft labels: the
                             target is the same mix of the two soft labels
 HierarchicalCrossEntropy    ``mean_b Σ_y T_by·HXE_b(y)`` = λ·HXE(y1) + (1 − λ)·HXE(y2), the

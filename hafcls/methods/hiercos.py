@@ -13,7 +13,7 @@ from hafcls.losses.hiercos import ALPHA_DEFAULT, SubspacePathLoss
 from hafcls.methods.base import Method, register_method
 from hafcls.validation import Option
 
-#: the paper's α of the level-wise term per dataset (METHODS.md §7)
+#: the paper's α of the level-wise term per dataset (docs/hiercos.md)
 ALPHA_PRESETS: dict[str, float] = {
     "cifar100": 0.05,
     "fgvc-aircraft": 0.1,

@@ -1,4 +1,5 @@
-"""Calibration: ECE, per-level ECE, severity-ECE and temperature scaling (METHODS.md section 9).
+"""Calibration: ECE, per-level ECE, severity-ECE and temperature scaling
+(docs/ranking-and-decoding.md).
 
 - :func:`ece`: 15 equal-width confidence bins ``(b/15, (b+1)/15]`` (a confidence of 0 joins the
   first), top-1 confidence (max softmax probability, ties to the lower class index) against

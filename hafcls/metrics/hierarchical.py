@@ -1,6 +1,7 @@
 """Hierarchical precision / recall / F, full-path accuracy and tree tables over node indices.
 
-- :func:`hierarchical_prf` (Kiritchenko et al.; METHODS.md section 8, what hiclass computes):
+- :func:`hierarchical_prf` (Kiritchenko et al.; docs/ranking-and-decoding.md, what hiclass
+  computes):
   α = the predicted node(s) and their ancestors, β = the true class and its ancestors, the root
   excluded from both. Micro: ``hP = Σ|α∩β| / Σ|α|``, ``hR = Σ|α∩β| / Σ|β|``; macro: per-sample
   ``hP_i``, ``hR_i`` and ``hF_i`` averaged over samples (a root-only prediction has ``|α| = 0``

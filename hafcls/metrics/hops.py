@@ -1,7 +1,7 @@
 """HOPS@k (Hier-COS, CVPR 2026) and top-k order accuracy: the order inside the top k.
 
-METHODS.md section 8. For a sample with true class y and classes ranked by score (ties to the
-lower class index):
+docs/ranking-and-decoding.md. For a sample with true class y and classes ranked by score
+(ties to the lower class index):
 
 1. ``r_y(j)``: dense rank of ``d(y, j)`` ascending (``r_y(y) = 0``; equal distances share a rank).
 2. Ideal sequence ``e`` = the ranks sorted ascending; obtained ``o_p = r_y(π(p))``.

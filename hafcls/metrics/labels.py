@@ -10,9 +10,9 @@ a class, or an internal node when the prediction was hedged) and returns
   ancestor of the true class at depth t costs ``H - t``.
 - ``node_accuracy``: fraction of samples whose predicted node is the true class or one of its
   ancestors (hedged correctness; equals ``top1`` when every prediction is a class at depth H).
-- hierarchical precision / recall / F (Kiritchenko et al.; METHODS.md §8, what hiclass
-  computes), with α = predicted node and its ancestors, β = true class and its ancestors, the
-  root excluded from both:
+- hierarchical precision / recall / F (Kiritchenko et al.; docs/ranking-and-decoding.md, what
+  hiclass computes), with α = predicted node and its ancestors, β = true class and its
+  ancestors, the root excluded from both:
 
   * micro: ``hP = Σ|α∩β| / Σ|α|``, ``hR = Σ|α∩β| / Σ|β|``, ``hF = (1+b²)hP·hR / (b²hP + hR)``;
   * macro: the per-sample ``hP_i``, ``hR_i``, ``hF_i`` averaged over samples. A sample predicted

@@ -1,4 +1,4 @@
-"""Long-tailed evaluation: shot-group accuracy and minority collapse (METHODS.md §10).
+"""Long-tailed evaluation: shot-group accuracy and minority collapse (docs/mixup_and_imbalance.md).
 
 Shot groups (Liu et al. 2019, the long-tailed benchmarks' convention), from the number of
 *training* images per class: ``many`` > 100, ``medium`` 20–100 (both ends included), ``few`` < 20.

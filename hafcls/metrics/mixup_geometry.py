@@ -1,4 +1,5 @@
-"""Mixup's last-layer geometry as a measurement (METHODS.md §10; the seed paper "Pushing
+"""Mixup's last-layer geometry as a measurement (docs/mixup_and_imbalance.md; the seed paper
+"Pushing
 Boundaries: Mixup's Influence on Neural Collapse").
 
 The paper's finding: with mixup, the last-layer features of a mix of two images of the *same*

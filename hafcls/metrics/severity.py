@@ -1,6 +1,6 @@
 """Accuracy and mistake severity of ranked predictions: top-k, mistake severity, HierDist@k.
 
-Definitions (METHODS.md section 5), for samples n with label y_n and classes ranked by score:
+Definitions (docs/metrics.md), for samples n with label y_n and classes ranked by score:
 
 - ``top1`` / ``top5``: fraction of samples whose label is among the 1 / 5 highest-scored classes.
 - ``mistake_severity``: mean ``D[y, top-1]`` over the misclassified samples only. With no mistake
@@ -12,7 +12,8 @@ Definitions (METHODS.md section 5), for samples n with label y_n and classes ran
   class and label have the same ancestor at depth t (``hierarchy.level(t)``). A class shallower
   than t stands for itself at depth t, so ``acc@depth{H}`` equals ``top1``.
 - ``hops@{k}`` for each k and ``hops`` (full HOPS, over all K positions; ``full_hops=False``
-  skips it and the full sort it needs): HOPS of :mod:`hafcls.metrics.hops` (METHODS.md section 8).
+  skips it and the full sort it needs): HOPS of :mod:`hafcls.metrics.hops`
+  (docs/ranking-and-decoding.md).
 - ``n``: number of samples.
 
 Conventions:

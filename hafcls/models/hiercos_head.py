@@ -1,4 +1,4 @@
-"""The orthogonal-subspace head (Hier-COS, METHODS.md §7) on HAFrame's type-II trunk.
+"""The orthogonal-subspace head (Hier-COS, docs/hiercos.md) on HAFrame's type-II trunk.
 
 ``projection (1x1 conv or linear, d channels, no bias) -> BN1d(d) -> PReLU transformation ->
 fixed rotation R``, with d the number of non-root tree nodes (see :mod:`hafcls.frames.hiercos`).

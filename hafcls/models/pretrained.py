@@ -1,7 +1,7 @@
 """Backbone weights from local checkpoints that are not plain timm state dicts.
 
 MoCo-v2 checkpoints (including PASS's 800-epoch ResNet-50 that tieredImageNet-H runs start from,
-METHODS.md §2) are saved by the MoCo training script as
+docs/haframe.md) are saved by the MoCo training script as
 ``{"epoch", "arch", "state_dict", "optimizer"}`` where ``state_dict`` is the whole MoCo model
 wrapped in DistributedDataParallel:
 

@@ -1,6 +1,6 @@
 """CIFAR-100 label trees as data: the dataset's 2-level superclass tree and the papers' 5-level.
 
-The 5-level tree is the one HAF, HAFrame and Hier-COS evaluate on (METHODS.md §2.1):
+The 5-level tree is the one HAF, HAFrame and Hier-COS evaluate on (docs/hierarchies.md):
 root -> L1 (2) -> L2 (4) -> L3 (8) -> L4 (the 20 official superclasses) -> the 100 fine classes,
 H = 5. Its upper levels follow "Fine-Grained or Not" (Chang et al., CVPR 2021), given below as
 groups of official superclasses. Internal nodes get readable ids of our own; the papers' ids
@@ -71,7 +71,7 @@ UPPER_NODES: tuple[tuple[str, str, str | None], ...] = (
     ("vehicles", "L3-7", "artifacts"),
     ("outdoor_scenes", "L3-2", "natural_world"),
 )
-# Which L3 node each official superclass hangs under (the table of METHODS.md §2.1).
+# Which L3 node each official superclass hangs under (the table of docs/hierarchies.md).
 L3_OF_SUPERCLASS: dict[str, str] = {
     "large_carnivores": "land_mammals_and_people",
     "large_omnivores_and_herbivores": "land_mammals_and_people",
