@@ -148,6 +148,16 @@ def as_targets(targets, n: int, num_classes: int, device=None) -> torch.Tensor:
     return targets
 
 
+def as_float64(x, name: str) -> torch.Tensor:
+    """A detached CPU float64 copy of a tensor or numpy array (geometry metrics sum cosines)."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x).double()
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double()
+    raise HafclsError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}.",
+                      f"pass {name} as an array.")
+
+
 def _check_finite(block: torch.Tensor, name: str = "scores") -> None:
     # a NaN anywhere makes the sum NaN: one cheap reduction instead of an N x K mask
     if block.dtype.is_floating_point and torch.isnan(block.sum()) and torch.isnan(block).any():

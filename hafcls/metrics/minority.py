@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
+from hafcls.metrics.inputs import as_float64
 
 MANY_SHOT_ABOVE = 100  # many-shot: more than 100 training images
 FEW_SHOT_BELOW = 20  # few-shot: fewer than 20; medium is 20..100 inclusive
@@ -125,7 +126,7 @@ def rarest_classes(train_counts, n_rare: int | None = None) -> np.ndarray:
 
 def mean_pairwise_cosine(vectors) -> float:
     """Mean over pairs i < j of ``cos(v_i, v_j)`` for the rows of ``vectors`` (R x d)."""
-    v = _as_float64(vectors, "vectors")
+    v = as_float64(vectors, "vectors")
     if v.ndim != 2 or v.shape[0] < 2:
         raise HafclsError(f"Need at least two vectors (rows), got shape {tuple(v.shape)}.",
                           "pass R x d vectors with R >= 2.")
@@ -138,7 +139,7 @@ def minority_collapse(classifier_vectors, train_counts, n_rare: int | None = Non
                       centre: bool = False) -> float:
     """Mean pairwise cosine of the rare classes' classifier vectors (``classifier_vectors``
     d x K, as ``head.class_vectors()`` returns them)."""
-    w = _as_float64(classifier_vectors, "classifier_vectors")
+    w = as_float64(classifier_vectors, "classifier_vectors")
     counts = _counts(train_counts)
     if w.ndim != 2 or w.shape[1] != counts.size:
         raise HafclsError(
@@ -154,7 +155,7 @@ def minority_collapse_from_means(features, labels, train_counts, n_rare: int | N
                                  centre: bool = False) -> float:
     """Mean pairwise cosine of the rare classes' mean features (``features`` N x d with
     ``labels``): the minority-collapse measure for fixed classifiers."""
-    h = _as_float64(features, "features")
+    h = as_float64(features, "features")
     counts = _counts(train_counts)
     y = torch.as_tensor(_as_index(labels, "labels"))
     if h.ndim != 2 or y.ndim != 1 or y.shape[0] != h.shape[0]:
@@ -178,12 +179,3 @@ def minority_collapse_from_means(features, labels, train_counts, n_rare: int | N
         raise HafclsError(f"Rare classes {missing} have no feature to average.",
                           "pass the training split's features.")
     return mean_pairwise_cosine(sums[rare] / n[rare, None])
-
-
-def _as_float64(x, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x).double()
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double()
-    raise HafclsError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}.",
-                      f"pass {name} as an array.")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
+from hafcls.metrics.inputs import as_float64
 
 DEFAULT_LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -106,8 +107,8 @@ def mixup_geometry(features, pair_labels, lambdas, classifier) -> dict[str, np.n
     Returns ``cos_a``, ``cos_b``, ``boundary``, ``cos_other`` (P x L), ``same`` (P,) and
     ``lambdas`` (L,) as float64/bool numpy arrays.
     """
-    h = _float64(features, "features")
-    w = _float64(classifier, "classifier")
+    h = as_float64(features, "features")
+    w = as_float64(classifier, "classifier")
     y = torch.as_tensor(np.asarray(pair_labels), dtype=torch.long)
     lam = np.asarray(lambdas, dtype=np.float64)
     if h.ndim != 3 or h.shape[1] != lam.size or w.ndim != 2 or h.shape[2] != w.shape[0]:
@@ -165,12 +166,3 @@ def geometry_summary(result: dict[str, np.ndarray]) -> dict[str, float]:
         "mixup_cross_cos": (float((result["cos_a"][cross, mid] + result["cos_b"][cross, mid])
                                   .mean() / 2) if cross.any() else nan),
     }
-
-
-def _float64(x, name: str) -> torch.Tensor:
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x).double()
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().double()
-    raise HafclsError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}.",
-                      f"pass {name} as an array.")
