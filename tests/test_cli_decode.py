@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
-from click.testing import CliRunner
+from cli_helpers import invoke as _invoke
+from cli_helpers import train_run
 
 from hafcls import inference
 from hafcls import metrics as M
-from hafcls.cli.main import cli
 from hafcls.engine.decoding import DECODES, _on_true_path, decision_metrics
 from hafcls.engine.runs import RunFolder
 from hafcls.hierarchy import Hierarchy
@@ -24,21 +23,10 @@ CONFIG = {
 }
 
 
-def _invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("decode")
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    out = root / "run"
-    result = _invoke("train", "--config", config, "--output", out)
-    torch.set_num_threads(before)
-    assert result.exit_code == 0, result.output
+    out, _ = train_run(root, CONFIG)
     return root, out, Hierarchy.from_json(RunFolder(out).hierarchy_file)
 
 

@@ -5,12 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
-import yaml
-from click.testing import CliRunner
+from cli_helpers import invoke as _invoke
+from cli_helpers import train_run
 from PIL import Image
 
-from hafcls.cli.main import cli
 from hafcls.cli.quickstart import comparison_table
 from hafcls.hierarchy import Hierarchy
 
@@ -25,22 +23,10 @@ METRIC_ROWS = ("top1", "top5", "mistake_severity", "hierdist@1", "hierdist@5", "
 
 
 
-def _invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("cli")
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    out = root / "run"
-    result = _invoke("train", "--config", config, "--epochs", 2, "--batch-size", 8,
-                     "--output", out)
-    torch.set_num_threads(before)
-    assert result.exit_code == 0, result.output
+    out, result = train_run(root, CONFIG, "--epochs", 2, "--batch-size", 8)
     return root, out, result
 
 
