@@ -15,13 +15,12 @@ Only the public entry points ``hafcls.create_model`` and ``hafcls.get_method`` b
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import time
 
 import torch
+from bench_common import bench_parser, pin_threads, write_json
 
 import hafcls
 
@@ -91,21 +90,13 @@ def head_alone(model, loss_fn, x, y, steps: int) -> float | None:
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__.splitlines()[0])
     p.add_argument("--backbone", default="resnet18")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--steps", type=int, default=30, help="timed step pairs")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a shared machine several threads spin "
-                   "at barriers and a step's time swings 3x; 0 keeps torch's default)")
-    p.add_argument("--json", default=None, help="also write the numbers to this file")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()
+    load_start = pin_threads(args.threads)
 
     torch.manual_seed(0)
     tree = balanced_tree(args.classes)
@@ -162,10 +153,7 @@ def main(argv=None) -> dict:
     if head["haframe"] is not None:
         extra = (head["haframe"] - head["linear-ce"]) / q["linear-ce"][1]
         print(f"  head+loss difference as a share of the linear step: {100 * extra:.1f}%")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return write_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ the engine's API touches one place.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import bench_parser, pin_threads, write_json
 from torch.utils.data import DataLoader
 
 import hafcls
@@ -96,25 +96,19 @@ def plain_images_per_s(args, hierarchy, loader) -> float:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench_parser(__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--method", default="haframe")
-    ap.add_argument("--image-size", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--per-class", type=int, default=16, help="train images per class (36)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=0,
                     help="DataLoader workers (default 0: on 2 cores a worker process competes "
                     "with the model)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--amp", choices=("none", "bf16"), default="none")
     ap.add_argument("--compile", action="store_true", help="torch.compile the plain loop's model")
-    ap.add_argument("--json")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_start = os.getloadavg()
+    load_start = pin_threads(args.threads)
     torch.manual_seed(0)
     hierarchy, loader = data(args)
     loader_ips = loader_images_per_s(loader, args.epochs)
@@ -134,10 +128,7 @@ def main(argv=None) -> dict:
           f"{load_start[0]:.1f} -> {result['loadavg_end'][0]:.1f}")
     print(f"  loader alone {loader_ips:8.0f} img/s   plain loop {plain:7.1f} img/s   "
           f"hafcls engine {engine:7.1f} img/s   engine / plain {engine / plain:.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return write_json(result, args.json)
 
 
 if __name__ == "__main__":
