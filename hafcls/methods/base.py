@@ -143,6 +143,21 @@ def register_method(name: str, *, aliases: tuple[str, ...] = ()):
     return METHODS.register(name, aliases=aliases)
 
 
+def register_presets(build: Callable[[str, Any], Method], presets: Mapping[str, Any]) -> None:
+    """Register ``name -> build(name, value)`` for each preset: the variants of one method that
+    differ only in a constant (HXE's α, the soft labels' β, HUG's inter-class energy)."""
+    for name, value in presets.items():
+        register_method(name)(_preset_factory(build, name, value))
+
+
+def _preset_factory(build: Callable[[str, Any], Method], name: str, value: Any):
+    def factory(dataset: str | None = None) -> Method:
+        return build(name, value)
+
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_").replace(".", "")
+    return factory
+
+
 def available_methods() -> list[str]:
     """Names accepted by :func:`get_method`."""
     return METHODS.names()

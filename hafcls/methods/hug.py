@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hafcls.losses import HUGLoss
 from hafcls.losses.hug import VARIANTS
-from hafcls.methods.base import COSINE_TEMPERATURE, Method, register_method
+from hafcls.methods.base import COSINE_TEMPERATURE, Method, register_presets
 from hafcls.validation import Option
 
 OPTIONS = (
@@ -22,25 +22,13 @@ def build_hug_loss(method: Method, head, hierarchy) -> HUGLoss:
     return HUGLoss(head, **method.loss_kwargs)
 
 
-def _hug(variant: str) -> Method:
+def _hug(name: str, variant: str) -> Method:
     return Method(
-        name=f"hug-{variant}", head="hug", loss="hug",
+        name=name, head="hug", loss="hug",
         loss_kwargs={"variant": variant, "alpha": 1.0, "beta": 1.0}, build=build_hug_loss,
         loss_options=OPTIONS, score_temperature=COSINE_TEMPERATURE, needs_head=True,
         description=f"HUG proxies, {variant.upper()} inter-class energy (Liu et al. 2023).",
     )
 
 
-@register_method("hug-mhe")
-def hug_mhe(dataset: str | None = None) -> Method:
-    return _hug("mhe")
-
-
-@register_method("hug-mhs")
-def hug_mhs(dataset: str | None = None) -> Method:
-    return _hug("mhs")
-
-
-@register_method("hug-mgd")
-def hug_mgd(dataset: str | None = None) -> Method:
-    return _hug("mgd")
+register_presets(_hug, {"hug-mhe": "mhe", "hug-mhs": "mhs", "hug-mgd": "mgd"})

@@ -9,7 +9,7 @@ shared SGD recipe and α → 0 gives exactly CE; ``normalisation="nodes"`` is th
 from __future__ import annotations
 
 from hafcls.losses import HierarchicalCrossEntropy
-from hafcls.methods.base import Method, loss_on_hierarchy, register_method
+from hafcls.methods.base import Method, loss_on_hierarchy, register_presets
 from hafcls.methods.ce import TYPE_I_HEAD
 from hafcls.validation import Option
 
@@ -32,16 +32,4 @@ def _hxe(name: str, alpha: float) -> Method:
         needs_hierarchy=True)
 
 
-@register_method("hxe")
-def hxe(dataset: str | None = None) -> Method:
-    return _hxe("hxe", 0.1)
-
-
-@register_method("hxe-a0.1")
-def hxe_a01(dataset: str | None = None) -> Method:
-    return _hxe("hxe-a0.1", 0.1)
-
-
-@register_method("hxe-a0.6")
-def hxe_a06(dataset: str | None = None) -> Method:
-    return _hxe("hxe-a0.6", 0.6)
+register_presets(_hxe, {"hxe": 0.1, "hxe-a0.1": 0.1, "hxe-a0.6": 0.6})

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from hafcls.losses import SoftLabelLoss
-from hafcls.methods.base import Method, loss_on_hierarchy, register_method
+from hafcls.methods.base import Method, loss_on_hierarchy, register_presets
 from hafcls.methods.ce import TYPE_I_HEAD
 from hafcls.validation import Option
 
@@ -27,16 +27,5 @@ def _soft_labels(name: str, beta: float) -> Method:
     )
 
 
-@register_method("soft-labels")
-def soft_labels(dataset: str | None = None) -> Method:
-    return _soft_labels("soft-labels", 10.0)
-
-
-@register_method("soft-labels-b4")
-def soft_labels_b4(dataset: str | None = None) -> Method:
-    return _soft_labels("soft-labels-b4", 4.0)
-
-
-@register_method("soft-labels-b30")
-def soft_labels_b30(dataset: str | None = None) -> Method:
-    return _soft_labels("soft-labels-b30", 30.0)
+register_presets(_soft_labels, {"soft-labels": 10.0, "soft-labels-b4": 4.0,
+                                "soft-labels-b30": 30.0})
