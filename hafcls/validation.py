@@ -84,6 +84,14 @@ def check_scalar(value: Any, name: str, target_type, *, min_val: float | None = 
     return value
 
 
+def check_int(value: Any, minimum: int, message: str, fix: str) -> int:
+    """``int(value)`` for an integer (numpy integers too, never a bool) of at least ``minimum``;
+    otherwise ``HafclsError(message, fix)``, the caller's own wording of the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise HafclsError(message, fix)
+    return int(value)
+
+
 _POSITIVE = "a positive finite number (> 0)"
 
 

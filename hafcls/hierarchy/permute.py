@@ -18,15 +18,14 @@ import numpy as np
 
 from hafcls.errors import HafclsError
 from hafcls.hierarchy.label_tree import Hierarchy
+from hafcls.validation import check_int
 
 _MAX_DRAWS = 100
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise HafclsError(f"The permutation seed must be an int >= 0, got {seed!r}.",
-                          "pass e.g. seed=0.")
-    return int(seed)
+    return check_int(seed, 0, f"The permutation seed must be an int >= 0, got {seed!r}.",
+                     "pass e.g. seed=0.")
 
 
 def _relabelled(h: Hierarchy, positions: np.ndarray) -> Hierarchy:

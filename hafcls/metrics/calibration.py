@@ -32,15 +32,14 @@ from hafcls.metrics.hierarchical import (
     probabilities,
 )
 from hafcls.metrics.inputs import as_scores, as_targets
+from hafcls.validation import check_int
 
 ECE_BINS = 15
 
 
 def _check_bins(n_bins) -> int:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise HafclsError(f"n_bins must be a positive integer, got {n_bins!r}.",
-                          "pass n_bins=15.")
-    return int(n_bins)
+    return check_int(n_bins, 1, f"n_bins must be a positive integer, got {n_bins!r}.",
+                     "pass n_bins=15.")
 
 
 def binned_calibration_error(predicted, realised, n_bins: int = ECE_BINS,
