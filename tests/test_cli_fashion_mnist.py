@@ -60,6 +60,9 @@ def fake_train(monkeypatch):
                          "hierdist@5": 2.0, "hierdist@20": 2.5}, "val": None}
 
     monkeypatch.setattr(engine_train, "train", fake)
+    # quickstart sets torch's thread count for the process: keep the suite's (other tests'
+    # bit-exact comparisons depend on it)
+    monkeypatch.setattr("torch.set_num_threads", lambda n: None)
     return configs
 
 
