@@ -192,7 +192,10 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
     if hierarchy.num_classes <= GEOMETRY_MAX_CLASSES:
         geometry = {"class_means": acc.class_means().astype(np.float32),
                     "target": similarity_target(model, hierarchy, config.data)
-                    .astype(np.float32)}
+                    .astype(np.float32),
+                    # the model's own frame is its target (else the dataset preset's S)
+                    "target_is_frame": np.bool_(getattr(getattr(model, "head", None),
+                                                        "frame_is_target", False))}
     return result, geometry
 
 

@@ -309,7 +309,7 @@ def collapse_measures(model: nn.Module, loader, device: torch.device, amp: str =
     if vectors is not None and vectors.shape[0] != features.shape[1]:
         vectors = None  # the classifier acts on other vectors than these features
     similarity = None
-    if getattr(head, "kind", None) == "haframe" and vectors is not None:
+    if getattr(head, "frame_is_target", False) and vectors is not None:
         unit = vectors.double() / vectors.double().norm(dim=0, keepdim=True).clamp_min(1e-12)
         similarity = unit.T @ unit
     return neural_collapse(features, targets, classifier=vectors, frame_similarity=similarity,

@@ -41,14 +41,17 @@ def comparison_figures(analyses: Mapping[str, Sequence[Mapping]],
 
     figures = {}
     # (1) S beside the realised cosines of each method's first seed
-    realised, target, order = {}, None, None
+    realised, target, order, own_target = {}, None, None, False
     for method, dirs in run_dirs.items():
         geometry = load_geometry(dirs[0]) if dirs else None
         if geometry is None:
             continue
         realised[method] = plots.class_mean_cosines(geometry["class_means"])
-        if target is None or method == "haframe":
-            target = geometry["target"]
+        # the first model trained towards its own frame gives S (a permuted control comes after
+        # its method in the plan, so its permuted S never replaces the true one)
+        own = bool(geometry.get("target_is_frame", False)) and "@" not in method
+        if target is None or (own and not own_target):
+            target, own_target = geometry["target"], own
         if order is None and RunFolder(dirs[0]).hierarchy_file.is_file():
             order = plots.class_order(Hierarchy.from_json(RunFolder(dirs[0]).hierarchy_file))
     if realised:

@@ -51,7 +51,7 @@ def similarity_target(model, hierarchy, dataset: str | None) -> np.ndarray:
     other model the HAFrame target S of the dataset's preset γ (paper rule for s_min): what the
     comparison's similarity figure draws the realised cosines against."""
     head = getattr(model, "head", None)
-    if getattr(head, "kind", None) == "haframe":
+    if getattr(head, "frame_is_target", False):
         w = head.class_vectors().detach().double().cpu()
         w = w / w.norm(dim=0, keepdim=True).clamp_min(1e-12)
         return (w.T @ w).numpy()

@@ -49,6 +49,8 @@ class HAFrameHead(FixedFrameHead):
     """
 
     kind = "haframe"
+    #: the frame's Gram matrix is the cosine target the model is trained towards
+    frame_is_target = True
     options = (
         Option("gamma", float, 0.0, None, "neither", help="Decay of the target cosines."),
         Option("s_min", (float, str), help="'paper', 'exact' or a number."),
