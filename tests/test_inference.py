@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from hafcls import inference
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
-from hafcls.inference import (
-    HedgeResult,
-    conditional_risk,
-    crm,
-    hedge,
-    hedged_metrics,
-    topk_with_severity,
-)
 from hafcls.metrics import evaluate, topk_indices
 
 
@@ -41,9 +34,9 @@ def uneven():
 def test_crm_hand_worked_changes_the_top1(tree):
     probs = torch.tensor([[0.4, 0.0, 0.3, 0.3]], dtype=torch.float64)
     # risk_j = Σ_i p_i d(i, j): a1 .3*2+.3*2, a2 .4*1+.6*2, b1 .4*2+.3*1, b2 .4*2+.3*1
-    risk = conditional_risk(probs, tree)
+    risk = inference.conditional_risk(probs, tree)
     torch.testing.assert_close(risk, torch.tensor([[1.2, 1.6, 1.1, 1.1]], dtype=torch.float64))
-    scores = crm(probs, tree)
+    scores = inference.crm(probs, tree)
     torch.testing.assert_close(scores, -risk)
     assert probs.argmax().item() == 0  # most probable: a1 ...
     assert topk_indices(scores, 4).tolist() == [[2, 3, 0, 1]]  # ... min risk: b1 (tie b2 -> b1)
@@ -59,23 +52,24 @@ def test_crm_tree_path_equals_matmul(uneven):
     probs[5:10, 2] = 1
     d = uneven.distance_matrix()
     want = probs @ torch.from_numpy(d.astype(np.float64))
-    torch.testing.assert_close(conditional_risk(probs, uneven), want, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(conditional_risk(probs, d), want, rtol=1e-12, atol=1e-12)
-    f32 = conditional_risk(probs.float(), uneven)
+    torch.testing.assert_close(inference.conditional_risk(probs, uneven), want,
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(inference.conditional_risk(probs, d), want, rtol=1e-12, atol=1e-12)
+    f32 = inference.conditional_risk(probs.float(), uneven)
     assert f32.dtype == torch.float32
     torch.testing.assert_close(f32.double(), want, rtol=1e-5, atol=1e-5)
-    out = crm(probs.numpy(), uneven)  # numpy in, numpy out
+    out = inference.crm(probs.numpy(), uneven)  # numpy in, numpy out
     assert isinstance(out, np.ndarray)
     np.testing.assert_allclose(out, -want.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_crm_validation(tree):
     with pytest.raises(HafclsError, match="negative"):
-        crm(torch.tensor([[0.5, -0.1, 0.3, 0.3]]), tree)
+        inference.crm(torch.tensor([[0.5, -0.1, 0.3, 0.3]]), tree)
     with pytest.raises(HafclsError, match="NaN"):
-        crm(torch.tensor([[0.5, math.nan, 0.3, 0.3]]), tree)
+        inference.crm(torch.tensor([[0.5, math.nan, 0.3, 0.3]]), tree)
     with pytest.raises(HafclsError, match="3 columns but there are 4"):
-        crm(torch.ones(2, 3), tree)
+        inference.crm(torch.ones(2, 3), tree)
 
 
 # ---------------------------------------------------------------------- hedging
@@ -91,7 +85,7 @@ P = torch.tensor([[0.4, 0.35, 0.15, 0.1]], dtype=torch.float64)  # A = .75, B = 
     (1.0, "root", 1.0),
 ])
 def test_hedge_hand_worked(tree, threshold, node, prob):
-    result = hedge(P, tree, threshold)
+    result = inference.hedge(P, tree, threshold)
     assert result.node_ids == [node]
     assert result.probability.item() == pytest.approx(prob, abs=1e-12)
     assert result.depth.item() == tree.depth(node)
@@ -101,14 +95,15 @@ def test_hedge_hand_worked(tree, threshold, node, prob):
 def test_hedge_ties_and_extremes(tree):
     uniform = torch.full((1, 4), 0.25)
     assert tree.nodes.index("A") < tree.nodes.index("B")
-    assert hedge(uniform, tree, 0.5).node_ids == ["A"]       # A = B = .5: lower node index
-    assert hedge(uniform, tree, 0.25).node_ids == ["a1"]     # four leaves tie: lower index
-    assert hedge(uniform, tree, 0.0).node_ids == ["a1"]      # top-1 with ties to class 0
+    # A = B = .5: lower node index; four leaves tie: lower index; top-1 with ties to class 0
+    assert inference.hedge(uniform, tree, 0.5).node_ids == ["A"]
+    assert inference.hedge(uniform, tree, 0.25).node_ids == ["a1"]
+    assert inference.hedge(uniform, tree, 0.0).node_ids == ["a1"]
     # threshold 1: the deepest node holding all the mass
     probs = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.5, 0.5], [0.1, 0.0, 0.5, 0.4]])
-    assert hedge(probs, tree, 1.0).node_ids == ["b1", "B", "root"]
+    assert inference.hedge(probs, tree, 1.0).node_ids == ["b1", "B", "root"]
     # rows are normalised first: 2 of 4 is one half
-    result = hedge(torch.tensor([[2.0, 0.0, 1.0, 1.0]]), tree, 0.5)
+    result = inference.hedge(torch.tensor([[2.0, 0.0, 1.0, 1.0]]), tree, 0.5)
     assert result.node_ids == ["a1"] and result.probability.item() == 0.5
 
 
@@ -116,10 +111,10 @@ def test_hedge_at_zero_is_the_top1_even_with_classes_at_several_depths():
     h = Hierarchy.from_edges([("r", "X"), ("X", "x1"), ("r", "Y"), ("Y", "y1"), ("y1", "y2")],
                              ["X", "x1", "y2"])
     probs = torch.tensor([[0.9, 0.0, 0.1]])
-    assert hedge(probs, h, 0.0).node_ids == ["X"]
+    assert inference.hedge(probs, h, 0.0).node_ids == ["X"]
     # above zero the deepest qualifying node wins, even a less probable one
-    assert hedge(probs, h, 0.05).node_ids == ["y2"]
-    assert hedge(probs, h, 0.5).node_ids == ["X"]
+    assert inference.hedge(probs, h, 0.05).node_ids == ["y2"]
+    assert inference.hedge(probs, h, 0.5).node_ids == ["X"]
 
 
 def test_hedge_matches_a_per_node_reference(uneven):
@@ -128,7 +123,7 @@ def test_hedge_matches_a_per_node_reference(uneven):
     node_idx, cls_idx = uneven.membership()
     depths = uneven.node_depths
     for threshold in (0.2, 0.5, 0.9):
-        result = hedge(probs, uneven, threshold)
+        result = inference.hedge(probs, uneven, threshold)
         for row, got in zip(probs.double().tolist(), result.node_index.tolist()):
             mass = np.zeros(uneven.num_nodes)
             np.add.at(mass, node_idx, np.asarray(row)[cls_idx] / sum(row))
@@ -139,31 +134,31 @@ def test_hedge_matches_a_per_node_reference(uneven):
 
 def test_hedged_metrics_hand_worked(tree):
     probs = torch.tensor([[0.8, 0.1, 0.05, 0.05], [0.4, 0.4, 0.1, 0.1], [0.3, 0.1, 0.3, 0.3]])
-    result = hedge(probs, tree, 0.7)
-    assert isinstance(result, HedgeResult) and len(result) == 3
+    result = inference.hedge(probs, tree, 0.7)
+    assert isinstance(result, inference.HedgeResult) and len(result) == 3
     assert result.node_ids == ["a1", "A", "root"]
-    out = hedged_metrics(result, torch.tensor([0, 1, 2]), tree)
+    out = inference.hedged_metrics(result, torch.tensor([0, 1, 2]), tree)
     assert out["accuracy"] == 1.0  # a1 = a1, A is above a2, the root is above everything
     # information gain 1 - log(#classes below) / log K: a1 1, A 1 - log 2 / log 4 = .5, root 0
     assert out["specificity"] == pytest.approx(0.5)
     assert out["mean_depth"] == 1.0 and out["n"] == 3
-    assert hedged_metrics(result, [1, 2, 2], tree)["accuracy"] == pytest.approx(1 / 3)
+    assert inference.hedged_metrics(result, [1, 2, 2], tree)["accuracy"] == pytest.approx(1 / 3)
     with pytest.raises(HafclsError, match="outside the 4 classes"):
-        hedged_metrics(result, [0, 1, 4], tree)
+        inference.hedged_metrics(result, [0, 1, 4], tree)
 
 
 def test_hedge_validation(tree):
     with pytest.raises(HafclsError, match=r"\[0, 1\]"):
-        hedge(P, tree, 1.5)
+        inference.hedge(P, tree, 1.5)
     with pytest.raises(HafclsError, match="sums to 0"):
-        hedge(torch.zeros(1, 4), tree, 0.5)
+        inference.hedge(torch.zeros(1, 4), tree, 0.5)
     with pytest.raises(HafclsError, match="needs a Hierarchy"):
-        hedge(P, tree.distance_matrix(), 0.5)
+        inference.hedge(P, tree.distance_matrix(), 0.5)
 
 
 # ---------------------------------------------------------------------- top-k for display
 def test_topk_with_severity_hand_worked(tree):
-    out = topk_with_severity(P, tree, k=3)
+    out = inference.topk_with_severity(P, tree, k=3)
     assert len(out) == 1
     top = out[0]["top"]
     assert [c["id"] for c in top] == ["a1", "a2", "b1"]
@@ -172,20 +167,20 @@ def test_topk_with_severity_hand_worked(tree):
     assert top[0]["name"] == "apple" and top[1]["name"] == "a2"
     assert top[0]["prob"] == pytest.approx(0.4)
     assert out[0]["lca"] == {"index": 0, "id": "root", "name": "root", "depth": 0}
-    assert topk_with_severity(P, tree, k=2)[0]["lca"]["id"] == "A"
-    assert topk_with_severity(P, tree, k=2)[0]["lca"]["name"] == "fruit"
-    assert topk_with_severity(P, tree, k=1)[0]["lca"]["id"] == "a1"
-    assert len(topk_with_severity(P, tree, k=10)[0]["top"]) == 4  # clipped to K
+    assert inference.topk_with_severity(P, tree, k=2)[0]["lca"]["id"] == "A"
+    assert inference.topk_with_severity(P, tree, k=2)[0]["lca"]["name"] == "fruit"
+    assert inference.topk_with_severity(P, tree, k=1)[0]["lca"]["id"] == "a1"
+    assert len(inference.topk_with_severity(P, tree, k=10)[0]["top"]) == 4  # clipped to K
 
 
 def test_topk_with_severity_ranked_by_crm(tree):
     probs = torch.tensor([[0.4, 0.0, 0.3, 0.3]])
-    out = topk_with_severity(probs, tree, k=2, scores=crm(probs, tree))[0]
+    out = inference.topk_with_severity(probs, tree, k=2, scores=inference.crm(probs, tree))[0]
     assert [(c["id"], c["distance"]) for c in out["top"]] == [("b1", 0), ("b2", 1)]
     assert [c["prob"] for c in out["top"]] == pytest.approx([0.3, 0.3])
     assert out["lca"]["id"] == "B"
     with pytest.raises(HafclsError, match="positive integer"):
-        topk_with_severity(probs, tree, k=0)
+        inference.topk_with_severity(probs, tree, k=0)
 
 
 def test_topk_lca_with_an_internal_class(uneven):
@@ -193,7 +188,7 @@ def test_topk_lca_with_an_internal_class(uneven):
     probs = torch.zeros(1, uneven.num_classes)
     probs[0, uneven.class_index("a2")] = 0.6
     probs[0, uneven.class_index("a2x")] = 0.4
-    out = topk_with_severity(probs, uneven, k=2)[0]
+    out = inference.topk_with_severity(probs, uneven, k=2)[0]
     assert [c["id"] for c in out["top"]] == ["a2", "a2x"]
     assert out["top"][1]["distance"] == uneven.height - uneven.depth("a2")
     assert out["lca"]["id"] == "a2"

@@ -5,17 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hafcls import losses as L
 from hafcls.errors import HafclsError
 from hafcls.frames import haframe
 from hafcls.hierarchy import Hierarchy
-from hafcls.losses import (
-    CrossEntropyLoss,
-    DotRegressionLoss,
-    HAFrameLoss,
-    HierarchicalCrossEntropy,
-    HUGLoss,
-    SoftLabelLoss,
-)
 from hafcls.losses.mixed_targets import (
     build_mixup,
     check_soft_targets,
@@ -58,13 +51,13 @@ def losses(hierarchy, frame):
     w = frame.weight
     s = frame.similarity
     return {
-        "ce": CrossEntropyLoss(),
-        "ce-smooth": CrossEntropyLoss(label_smoothing=0.1),
-        "haframe-dense": HAFrameLoss(s, alpha=0.4, frame_weight=w),
-        "haframe-lut": HAFrameLoss.from_distance(hierarchy, frame.gamma, frame.s_min, 0.5, w),
-        "haframe-alpha0": HAFrameLoss(s, alpha=0.0),
-        "soft-labels": SoftLabelLoss(hierarchy, beta=4.0),
-        "hxe": HierarchicalCrossEntropy(hierarchy, alpha=0.6),
+        "ce": L.CrossEntropyLoss(),
+        "ce-smooth": L.CrossEntropyLoss(label_smoothing=0.1),
+        "haframe-dense": L.HAFrameLoss(s, alpha=0.4, frame_weight=w),
+        "haframe-lut": L.HAFrameLoss.from_distance(hierarchy, frame.gamma, frame.s_min, 0.5, w),
+        "haframe-alpha0": L.HAFrameLoss(s, alpha=0.0),
+        "soft-labels": L.SoftLabelLoss(hierarchy, beta=4.0),
+        "hxe": L.HierarchicalCrossEntropy(hierarchy, alpha=0.6),
     }
 
 
@@ -102,7 +95,7 @@ def test_losses_linear_in_the_target_mix_the_two_plain_losses(hierarchy, frame, 
 
 def test_haframe_cosine_term_uses_the_mixed_row(hierarchy, frame):
     alpha = 0.4
-    loss = HAFrameLoss.from_distance(hierarchy, frame.gamma, frame.s_min, alpha, frame.weight)
+    loss = L.HAFrameLoss.from_distance(hierarchy, frame.gamma, frame.s_min, alpha, frame.weight)
     s = frame.similarity.double()
     w = frame.weight.double()
     h, y1, y2, lam = batch(3)
@@ -125,7 +118,7 @@ def test_haframe_cosine_term_uses_the_mixed_row(hierarchy, frame):
 
 def test_soft_labels_target_is_the_mix_of_the_two_soft_labels(hierarchy):
     beta = 4.0
-    loss = SoftLabelLoss(hierarchy, beta=beta)
+    loss = L.SoftLabelLoss(hierarchy, beta=beta)
     d = torch.as_tensor(hierarchy.distance_matrix()).double()
     q = torch.exp(-beta * d / d.max())
     q = q / q.sum(dim=1, keepdim=True)
@@ -179,10 +172,10 @@ def test_mix_batch_odd_batch_and_no_mixup():
 
 
 def test_etf_and_hug_refuse_mixed_targets_naming_the_method():
-    dr = DotRegressionLoss(torch.eye(K))
-    hug = HUGLoss(torch.randn(K, K))
+    dr = L.DotRegressionLoss(torch.eye(K))
+    hug = L.HUGLoss(torch.randn(K, K))
     assert not supports_mixed_targets(dr) and not supports_mixed_targets(hug)
-    assert supports_mixed_targets(CrossEntropyLoss())
+    assert supports_mixed_targets(L.CrossEntropyLoss())
     for loss, name in ((dr, "etf-dr"), (hug, "hug-mhe")):
         with pytest.raises(HafclsError, match=f"{name}.*--mixup/--cutmix"):
             require_mixed_targets(loss, name)
@@ -197,7 +190,7 @@ def test_bad_soft_targets_raise():
         with pytest.raises(HafclsError):
             check_soft_targets(bad, K)
     with pytest.raises(HafclsError):
-        mixed_loss(CrossEntropyLoss(), torch.zeros(3, K), None, good)
+        mixed_loss(L.CrossEntropyLoss(), torch.zeros(3, K), None, good)
     with pytest.raises(HafclsError):
         build_mixup(K, mixup_alpha=-1)
     assert np.isclose(float(F.cross_entropy(torch.zeros(1, K), good[:1])), np.log(K))

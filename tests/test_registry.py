@@ -3,16 +3,9 @@
 import pytest
 import torch
 
+from hafcls import losses as L
 from hafcls.errors import HafclsError
 from hafcls.hierarchy import Hierarchy
-from hafcls.losses import (
-    CrossEntropyLoss,
-    DotRegressionLoss,
-    HAFrameLoss,
-    HierarchicalCrossEntropy,
-    HUGLoss,
-    SoftLabelLoss,
-)
 from hafcls.losses.hiercos import SubspacePathLoss
 from hafcls.methods import available_methods, get_method
 
@@ -21,12 +14,12 @@ NAMES = ["ce", "ebv", "etf-dr", "haframe", "hier-cos", "hug-mgd", "hug-mhe", "hu
 EDGES = [("root", "A"), ("A", "a1"), ("A", "a2"), ("root", "B"), ("B", "b1"), ("B", "b2"),
          ("B", "b3")]
 LOSS_TYPES = {
-    "ce": CrossEntropyLoss, "ebv": CrossEntropyLoss, "etf-dr": DotRegressionLoss,
-    "haframe": HAFrameLoss, "hug-mgd": HUGLoss, "hug-mhe": HUGLoss, "hug-mhs": HUGLoss,
-    "hxe": HierarchicalCrossEntropy, "soft-labels": SoftLabelLoss,
-    "hier-cos": SubspacePathLoss, "hxe-a0.1": HierarchicalCrossEntropy,
-    "hxe-a0.6": HierarchicalCrossEntropy, "soft-labels-b4": SoftLabelLoss,
-    "soft-labels-b30": SoftLabelLoss,
+    "ce": L.CrossEntropyLoss, "ebv": L.CrossEntropyLoss, "etf-dr": L.DotRegressionLoss,
+    "haframe": L.HAFrameLoss, "hug-mgd": L.HUGLoss, "hug-mhe": L.HUGLoss, "hug-mhs": L.HUGLoss,
+    "hxe": L.HierarchicalCrossEntropy, "soft-labels": L.SoftLabelLoss,
+    "hier-cos": SubspacePathLoss, "hxe-a0.1": L.HierarchicalCrossEntropy,
+    "hxe-a0.6": L.HierarchicalCrossEntropy, "soft-labels-b4": L.SoftLabelLoss,
+    "soft-labels-b30": L.SoftLabelLoss,
 }
 
 
