@@ -100,6 +100,13 @@ class Head(nn.Module):
         """The head for ``ctx`` and its resolved options (stored in ``model.config``)."""
         raise NotImplementedError
 
+    @classmethod
+    def embedding_options(cls, n_features: int, num_classes: int) -> dict:
+        """Option defaults when the head sits on frozen embeddings (``hafcls.sklearn``), where
+        nothing before the head learns: heads whose only trainable part could vanish there
+        override this to keep a learnable projection."""
+        return {}
+
     def __init__(self, num_classes: int, feature_dim: int, input_kind: str = "pooled"):
         super().__init__()
         if input_kind not in INPUT_KINDS:

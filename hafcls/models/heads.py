@@ -229,6 +229,12 @@ class ETFHead(FixedFrameHead):
             dim, lambda: frames_module().simplex_etf(k, dim=dim, seed=seed))
         return cls(ctx.width, weight, meta), resolved
 
+    @classmethod
+    def embedding_options(cls, n_features: int, num_classes: int) -> dict:
+        # a frame in K dims (K-1 when the inputs have K): the projection onto it stays learnable
+        # (it is skipped when the dimensions agree, leaving only batch norm to train)
+        return {"dim": num_classes if n_features != num_classes else num_classes - 1}
+
     def __init__(self, in_features: int, frame: Tensor, frame_meta: Mapping | None = None):
         super().__init__(frame, frame_meta, "pooled")
         d = self.feature_dim
@@ -256,6 +262,11 @@ class HUGHead(Head):
     options = (DIM, Option("projection", bool, nullable=True,
                            help="Learnable Linear(C, d) before normalising (default: only when "
                                 "d differs from the feature width C)."))
+
+    @classmethod
+    def embedding_options(cls, n_features: int, num_classes: int) -> dict:
+        # on frozen inputs, without a learnable projection only the proxies' spread would train
+        return {"dim": max(n_features, num_classes), "projection": True}
 
     @classmethod
     def build(cls, ctx: HeadContext) -> tuple[Head, dict]:
@@ -308,6 +319,10 @@ class EBVHead(FixedFrameHead):
         temperature = float(ctx.options.get("temperature", 0.07))
         resolved["temperature"] = temperature
         return cls(ctx.width, weight, meta, temperature), resolved
+
+    @classmethod
+    def embedding_options(cls, n_features: int, num_classes: int) -> dict:
+        return {"dim": max(n_features, num_classes)}
 
     def __init__(
         self,
