@@ -30,6 +30,7 @@ from hafcls.hierarchy import Hierarchy
 from hafcls.inference.crm import _as_probs, _Tree
 from hafcls.inference.node_cost import sparse_cost
 from hafcls.metrics.hierarchical import node_ancestors
+from hafcls.metrics.inputs import derived_tables
 
 _BLOCK_ELEMENTS = 1 << 20
 _PRUNE_SLACK = 1e-9  # relative to the cost scale: prune only on a clear margin over rounding
@@ -48,10 +49,15 @@ def _probs(probs, hierarchy) -> torch.Tensor:
 
 
 def _under(hierarchy: Hierarchy) -> np.ndarray:
-    """nodes x classes booleans: class l is at or below node n."""
-    cls = node_ancestors(hierarchy)[hierarchy.class_nodes]  # K x (H+1)
-    depth = hierarchy.node_depths
-    return cls[:, depth].T == np.arange(hierarchy.num_nodes)[:, None]
+    """nodes x classes booleans: class l is at or below node n (cached: decoders call it per
+    batch)."""
+    tables = derived_tables(hierarchy)
+    if "class_under_node" not in tables:
+        cls = node_ancestors(hierarchy)[hierarchy.class_nodes]  # K x (H+1)
+        under = cls[:, hierarchy.node_depths].T == np.arange(hierarchy.num_nodes)[:, None]
+        under.setflags(write=False)
+        tables["class_under_node"] = under
+    return tables["class_under_node"]
 
 
 def _check_cost(cost, hierarchy: Hierarchy) -> np.ndarray:
