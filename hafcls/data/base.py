@@ -90,17 +90,23 @@ def map_labels(labels: Sequence, hierarchy: Hierarchy, source: str) -> np.ndarra
     return table[inverse.reshape(-1)]
 
 
+def rank_in_class(labels: np.ndarray) -> np.ndarray:
+    """Position of every sample among the samples of its class, in order of appearance."""
+    labels = np.asarray(labels, dtype=np.int64)
+    order = np.argsort(labels, kind="stable")  # each class's samples in their original order
+    counts = np.bincount(labels) if labels.size else np.zeros(0, dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(labels.size, dtype=np.int64)
+    rank[order] = np.arange(labels.size) - starts[labels[order]]
+    return rank
+
+
 def last_per_class(labels: np.ndarray, n: int) -> np.ndarray:
     """Boolean mask of the last ``n`` samples of every class (in order of appearance)."""
     labels = np.asarray(labels, dtype=np.int64)
     if labels.size == 0:
         return np.zeros(0, dtype=bool)
-    order = np.argsort(labels, kind="stable")  # each class's samples in their original order
-    counts = np.bincount(labels)
-    starts = np.cumsum(counts) - counts
-    rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size) - starts[labels[order]]
-    return rank >= counts[labels] - n
+    return rank_in_class(labels) >= np.bincount(labels)[labels] - n
 
 
 class ImageFileDataset(Dataset):

@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hafcls.data.base import check_split, last_per_class, map_labels, resolve_hierarchy
+from hafcls.data.base import (
+    check_split,
+    last_per_class,
+    map_labels,
+    rank_in_class,
+    resolve_hierarchy,
+)
 from hafcls.data.idx import read_idx
 from hafcls.data.memory import InMemoryImageDataset, TensorAugment
 from hafcls.data.registry import DatasetRequest, register_dataset
@@ -189,17 +195,7 @@ def first_per_class(labels: np.ndarray, n: int | None) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64)
     if n is None or labels.size == 0:
         return np.ones(labels.size, dtype=bool)
-    return _rank_in_class(labels) < n
-
-
-def _rank_in_class(labels: np.ndarray) -> np.ndarray:
-    """Position of every sample among the samples of its class, in order of appearance."""
-    order = np.argsort(labels, kind="stable")
-    counts = np.bincount(labels)
-    starts = np.cumsum(counts) - counts
-    rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size) - starts[labels[order]]
-    return rank
+    return rank_in_class(labels) < n
 
 
 def _per_class(value) -> dict[str, int | None]:
