@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from hafcls.errors import HafclsError
+from hafcls.metrics.collapse import _cosines
 from hafcls.metrics.inputs import as_float64
 
 MANY_SHOT_ABOVE = 100  # many-shot: more than 100 training images
@@ -130,9 +131,8 @@ def mean_pairwise_cosine(vectors) -> float:
     if v.ndim != 2 or v.shape[0] < 2:
         raise HafclsError(f"Need at least two vectors (rows), got shape {tuple(v.shape)}.",
                           "pass R x d vectors with R >= 2.")
-    unit = v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)
     i, j = torch.triu_indices(v.shape[0], v.shape[0], offset=1)
-    return float((unit[i] * unit[j]).sum(dim=1).mean())
+    return float(_cosines(v)[i, j].mean())  # R x R Gram, not an R²/2 x d gather of pairs
 
 
 def minority_collapse(classifier_vectors, train_counts, n_rare: int | None = None,
