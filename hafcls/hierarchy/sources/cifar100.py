@@ -24,7 +24,12 @@ import numpy as np
 
 from hafcls.errors import HafclsError
 from hafcls.hierarchy.label_tree import Hierarchy
-from hafcls.hierarchy.sources.cifar100_tree import SHIPPED, _check_levels, superclass_node
+from hafcls.hierarchy.sources.cifar100_tree import (
+    SHIPPED,
+    _check_levels,
+    _readable,
+    superclass_node,
+)
 
 LAYOUT = (
     "the official CIFAR-100 python version: a folder 'cifar-100-python' holding 'train', 'test' "
@@ -119,10 +124,10 @@ def cifar100(root: str | os.PathLike, levels: int = 5) -> Hierarchy:
         )
     if levels == 5:
         return _papers_tree(fine_names, [coarse_names[parent[i]] for i in range(len(fine_names))])
-    edges = [(ROOT, f"superclass:{c}") for c in coarse_names]
-    edges += [(f"superclass:{coarse_names[parent[i]]}", n) for i, n in enumerate(fine_names)]
-    names = {f"superclass:{c}": c.replace("_", " ") for c in coarse_names}
-    names.update({n: n.replace("_", " ") for n in fine_names})
+    edges = [(ROOT, superclass_node(c)) for c in coarse_names]
+    edges += [(superclass_node(coarse_names[parent[i]]), n) for i, n in enumerate(fine_names)]
+    names = {superclass_node(c): _readable(c) for c in coarse_names}
+    names.update({n: _readable(n) for n in fine_names})
     names[ROOT] = "CIFAR-100"
     return Hierarchy.from_edges(edges, fine_names, names=names,
                                 meta={"source": "cifar100", "name": SHIPPED[2], "levels": 2})
