@@ -276,17 +276,13 @@ class _StreamingAnalysis:
         return out
 
 
-#: Trees up to this many nodes get the exact hF1-optimal set without the root (O(nodes^2) per
-#: sample, docs/ranking-and-decoding.md); larger ones the paper's root-counting decoder
-#: with its bound.
-EXACT_HF1_MAX_NODES = 256
-
-
 def hf1_optimal_sets(probs: torch.Tensor, hierarchy) -> np.ndarray:
     """N x nodes boolean node sets maximising the expected hF1 (the hedged decision)."""
+    from hafcls.engine.decoding import EXACT_HFBETA_MAX_NODES
     from hafcls.inference import hfbeta_decode
 
-    exact = hierarchy.num_nodes <= EXACT_HF1_MAX_NODES
+    # exact (root excluded) on small trees, the paper's bounded decoder beyond, as evaluate
+    exact = hierarchy.num_nodes <= EXACT_HFBETA_MAX_NODES
     p = probs.detach().double().cpu()
     p = p / p.sum(1, keepdim=True)
     sets = hfbeta_decode(p, hierarchy, beta=1.0, count_root=not exact)

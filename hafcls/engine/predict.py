@@ -10,7 +10,6 @@ so a run folder or a single ``.pt`` file is enough.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 
@@ -19,6 +18,7 @@ import torch
 from hafcls.engine import distributed as D
 from hafcls.engine.builders import model_from_checkpoint
 from hafcls.engine.checkpoint import load_checkpoint
+from hafcls.engine.decoding import EXACT_HFBETA_MAX_NODES, check_decode
 from hafcls.engine.runs import find_checkpoint
 from hafcls.errors import HafclsError
 
@@ -39,9 +39,6 @@ def load_predictor(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
     return model, hierarchy, score, transform, dev
 
 
-DECODES = ("argmax", "crm", "node", "hfbeta")
-#: node-set decoding is exact (root excluded) up to this many nodes, as in evaluate --decode
-EXACT_HFBETA_MAX_NODES = 256
 
 
 def predict_images(run_or_checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike],
@@ -65,14 +62,7 @@ def _check_request(images, top_k, hedge, batch_size, decode, beta, crm) -> str:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise HafclsError(f"batch_size must be a positive integer, got {batch_size!r}.",
                           "use e.g. 32.")
-    decode = ("crm" if crm else "argmax") if decode is None else str(decode).lower()
-    if decode not in DECODES:
-        raise HafclsError(f"Unknown decode {decode!r}.", f"use one of: {', '.join(DECODES)}.")
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) \
-            or not math.isfinite(beta) or beta <= 0:
-        raise HafclsError(f"beta must be a finite number > 0, got {beta!r}.",
-                          "pass e.g. --beta 1 (beta < 1 favours precision, > 1 recall).")
-    return decode
+    return check_decode(("crm" if crm else "argmax") if decode is None else decode, beta)
 
 
 @torch.no_grad()
