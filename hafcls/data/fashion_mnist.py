@@ -271,31 +271,6 @@ def fashion_mnist_splits(
     return h, out[0], out[1], out[2]
 
 
-def default_pipeline_stats(transform, image_size: int, train: bool) -> dict | None:
-    """``{mean, std, hflip}`` when ``transform`` is exactly what ``build_datasets`` builds by
-    default for this size (then the batched :class:`TensorAugment` replaces it: the same
-    normalisation, flip and a 2-pixel padded crop); ``None`` for anything the user chose."""
-    from torchvision.transforms import v2
-
-    from hafcls.data.transforms import ToNormalizedTensor, build_transforms
-
-    steps = getattr(transform, "transforms", None)
-    if not isinstance(transform, v2.Compose) or not steps:
-        return None
-    norm = steps[-1]
-    if not isinstance(norm, ToNormalizedTensor):
-        return None
-    flips = [t.p for t in steps if isinstance(t, v2.RandomHorizontalFlip)]
-    hflip = float(flips[0]) if flips else 0.0
-    try:
-        reference = build_transforms(image_size, train, norm.mean, norm.std, hflip=hflip)
-    except HafclsError:
-        return None
-    if repr(reference) != repr(transform):
-        return None
-    return {"mean": tuple(norm.mean), "std": tuple(norm.std), "hflip": hflip}
-
-
 @register_dataset(
     "fashion-mnist", image_size=IMAGE_SIDE, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD,
     hflip=0.5, aliases=("fmnist", "fashionmnist"), skip_corrupt=False,
@@ -310,13 +285,13 @@ def build_fashion_mnist(req: DatasetRequest):
     mean, std and flip probability (``--data-dir`` defaults to Debian's folder)."""
     opts = dict(req.options)
     tf: list = [req.train_transform, req.eval_transform]
-    for i, train in enumerate((True, False)):
-        stats = default_pipeline_stats(tf[i], req.image_size, train)
+    for i, split in enumerate(("train", "eval")):
+        stats = req.default_pipelines.get(split)
         if stats is not None:  # build_datasets' own pipeline -> the batched tensor path
             tf[i] = None
             opts.setdefault("mean", stats["mean"])
             opts.setdefault("std", stats["std"])
-            if train:
+            if split == "train":
                 opts.setdefault("hflip", stats["hflip"])
     h, train, val, test = fashion_mnist_splits(
         req.data_dir, req.hierarchy, req.download, train_transform=tf[0], eval_transform=tf[1],

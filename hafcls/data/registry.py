@@ -114,6 +114,10 @@ class DatasetRequest:
     eval_transform: Callable
     image_size: int
     options: dict
+    #: ``{"train" | "eval": {"mean", "std", "hflip"}}`` for each pipeline build_datasets built
+    #: itself from those statistics alone (an in-memory dataset may swap it for a batched
+    #: equivalent); absent when the user passed the transform or another transform option
+    default_pipelines: dict = field(default_factory=dict)
 
     def transform(self, split: str) -> Callable:
         return self.train_transform if split == "train" else self.eval_transform
@@ -216,21 +220,26 @@ def build_datasets(
     size = spec.image_size if image_size is None else image_size
     mean, std = kw.pop("mean", spec.mean), kw.pop("std", spec.std)
     tf_opts = {k: kw.pop(k) for k in ("interpolation", "crop_pct", "scale") if k in kw}
+    plain = not tf_opts  # only mean / std / hflip chosen
     tf_opts["hflip"] = kw.pop("hflip", spec.hflip)
+    stats = {"mean": tuple(mean), "std": tuple(std), "hflip": float(tf_opts["hflip"])}
+    defaults = {}
     train_tf = kw.pop("train_transform", None)
     eval_tf = kw.pop("eval_transform", None)
     if train_tf is None:
         train_tf = build_transforms(size, True, mean, std, **tf_opts)
+        defaults["train"] = stats
     if eval_tf is None:
         eval_tf = build_transforms(size, False, mean, std,
                                    **{k: v for k, v in tf_opts.items() if k != "hflip"})
+        defaults["eval"] = stats
     # training runs skip (and count) unreadable images unless told to be strict
     kw.setdefault("skip_corrupt", True)
     skip = bool(kw["skip_corrupt"])
     if not spec.skip_corrupt:  # generated or in-memory images cannot be unreadable
         kw.pop("skip_corrupt")
     request = DatasetRequest(data_dir, hierarchy, bool(download), int(seed), train_tf, eval_tf,
-                             int(size), kw)
+                             int(size), kw, defaults if plain else {})
     h, train, val, test, info = spec.build(request)
     info = {"sizes": {"train": len(train), "val": len(val), "test": len(test)}, **info}
     return DataBundle(
