@@ -128,6 +128,14 @@ def hierarchical_prf(true_classes, predicted_nodes, hierarchy: Hierarchy,
                           "pass average='micro' or average='macro'.")
     if not np.isfinite(beta) or beta < 0:
         raise HafclsError(f"beta must be a finite number >= 0, got {beta!r}.", "pass beta=1.0.")
+    return prf_average(*prf_counts(true_classes, predicted_nodes, h), average, beta)
+
+
+def prf_counts(true_classes, predicted_nodes, hierarchy: Hierarchy
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample ``(|α∩β|, |α|, |β|)`` (float64, root excluded) of :func:`hierarchical_prf`,
+    so that micro and macro averages share one pass over the N x nodes closure."""
+    h = hierarchy
     y = as_targets(true_classes, len(true_classes), h.num_classes, "cpu")
     n = int(y.shape[0])
     if n == 0:
@@ -138,7 +146,11 @@ def hierarchical_prf(true_classes, predicted_nodes, hierarchy: Hierarchy,
     on_path = torch.arange(1, path.shape[1] + 1)[None, :] <= own[:, None]
     inter = (alpha.gather(1, path) & on_path).sum(dim=1).double().numpy()
     size_a = (alpha[:, 1:].sum(dim=1)).double().numpy()  # node 0 is the root
-    size_b = own.double().numpy()
+    return inter, size_a, own.double().numpy()
+
+
+def prf_average(inter, size_a, size_b, average: str, beta: float) -> dict[str, float]:
+    """Micro or macro hierarchical P/R/F from :func:`prf_counts`."""
     b2 = float(beta) ** 2
     if average == "micro":
         p = inter.sum() / size_a.sum() if size_a.sum() else 0.0

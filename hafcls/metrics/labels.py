@@ -119,10 +119,10 @@ def evaluate_labels(y_true, y_pred, hierarchy: Hierarchy, beta: float = 1.0) -> 
     ``HierarchyAwareClassifier.predict_node``). Returns a dict with ``top1``,
     ``mistake_severity``, ``node_accuracy``, ``hP_micro``, ``hR_micro``, ``hF_micro``,
     ``hP_macro``, ``hR_macro``, ``hF_macro`` (hF with ``beta``) and ``n`` (see the module
-    docstring). P/R/F come from :func:`hafcls.metrics.hierarchical.hierarchical_prf` on the
-    indices.
+    docstring). P/R/F are those of :func:`hafcls.metrics.hierarchical.hierarchical_prf` on
+    the indices.
     """
-    from hafcls.metrics.hierarchical import hierarchical_prf
+    from hafcls.metrics.hierarchical import prf_average, prf_counts
 
     true_cls, pred_node = _indices(y_true, y_pred, hierarchy)
     true_node = hierarchy.class_nodes[true_cls]
@@ -138,9 +138,9 @@ def evaluate_labels(y_true, y_pred, hierarchy: Hierarchy, beta: float = 1.0) -> 
         "mistake_severity": float(severity.mean()) if len(severity) else float("nan"),
         "node_accuracy": float(on_path.mean()),
     }
+    counts = prf_counts(true_cls, pred_node, hierarchy)  # one closure for both averages
     for average in ("micro", "macro"):
-        prf = hierarchical_prf(true_cls, pred_node, hierarchy, average=average,
-                               beta=_check_beta(beta))
+        prf = prf_average(*counts, average, _check_beta(beta))
         out[f"hP_{average}"] = prf["precision"]
         out[f"hR_{average}"] = prf["recall"]
         out[f"hF_{average}"] = prf["f_beta"]
