@@ -44,6 +44,8 @@ WHERE = (
     "https://github.com/visipedia/inat_comp/tree/master/2019 (or the Kaggle competition "
     "'inaturalist-2019-fgvc6') and extract them into one folder"
 )
+LISTING_LAYOUT = ("data_dir/{train,val,test}/nat<category id, 4 digits>/<image files>, as the "
+                  "split listing names them")
 LAYOUT = ("a folder holding train2019.json, val2019.json, test2019.json and the image folders "
           "they name (train_val2019/, test2019/)")
 
@@ -223,8 +225,7 @@ def inat2019_splits(
 
 def inat2019_from_listing(req: DatasetRequest, root: Path, hierarchy: Hierarchy | None):
     """The papers' splits: making-better-mistakes' listing ``req.options["splits"]``."""
-    from hafcls.data.split_listings import inat2019_listing
-    from hafcls.data.tiered_imagenet import datasets_from_listing, listing_info
+    from hafcls.data.split_listings import datasets_from_listing, inat2019_listing, listing_info
 
     source = req.options["splits"]
     if hierarchy is None:
@@ -240,7 +241,7 @@ def inat2019_from_listing(req: DatasetRequest, root: Path, hierarchy: Hierarchy 
             train_json)
         hierarchy = inaturalist(category_source(root, categories, train))
     listing = inat2019_listing(source, hierarchy)
-    train, val, test = datasets_from_listing(listing, root, hierarchy, req,
+    train, val, test = datasets_from_listing(listing, root, hierarchy, req, LISTING_LAYOUT,
                                              bool(req.options.get("skip_corrupt", False)))
     return hierarchy, train, val, test, listing_info(listing, source)
 

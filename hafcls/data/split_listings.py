@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from hafcls.data.base import ImageFileDataset
 from hafcls.errors import HafclsError
 
 SPLITS = ("train", "val", "test")
@@ -183,3 +185,27 @@ def tiered_listing(source: str | os.PathLike, hierarchy=None) -> SplitListing:
 
 def _classes(hierarchy) -> list[str] | None:
     return None if hierarchy is None else list(hierarchy.classes)
+
+
+def datasets_from_listing(listing: SplitListing, image_root: Path, hierarchy, req, layout: str,
+                          skip_corrupt: bool = False) -> tuple:
+    """``(train, val, test)`` image datasets of a split listing, images under
+    ``image_root/<split>/`` (``layout`` describes it in errors); the listing's summary goes to
+    stderr (the run's log)."""
+    for split in SPLITS:
+        if not (image_root / split).is_dir():
+            raise HafclsError(f"The split listing names {split} images, but {image_root / split} "
+                              "does not exist.", f"lay the images out as {layout}.")
+    out = []
+    for split in SPLITS:
+        pairs = listing.paths(image_root, split)
+        out.append(ImageFileDataset([p for p, _ in pairs], [label for _, label in pairs],
+                                    hierarchy, req.transform(split), skip_corrupt))
+    print(f"Split listing {listing.summary()}", file=sys.stderr)
+    return tuple(out)
+
+
+def listing_info(listing: SplitListing, source) -> dict:
+    """What a run records about the listing it used (file, sizes, the summary line)."""
+    return {"protocol": "split-listing", "splits": str(source), "listing": listing.summary(),
+            "listing_sizes": listing.sizes()}

@@ -13,41 +13,16 @@ nltk-pickle tiered_imagenet_tree.pkl --trust -o tiered.json``).
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-from hafcls.data.base import ImageFileDataset, resolve_hierarchy
+from hafcls.data.base import resolve_hierarchy
 from hafcls.data.registry import DatasetRequest, register_dataset
-from hafcls.data.split_listings import SPLITS, SplitListing, tiered_listing
+from hafcls.data.split_listings import datasets_from_listing, listing_info, tiered_listing
 from hafcls.errors import HafclsError
 from hafcls.validation import Option
 
 LAYOUT = "data_dir/{train,val,test}/<WordNet id>/<image files>, as the split listing names them"
 SPLITS_OPTION = Option("splits", (str, os.PathLike),
                        help="making-better-mistakes' split listing (zip archive or folder).")
-
-
-def datasets_from_listing(listing: SplitListing, image_root: Path, hierarchy, req,
-                          skip_corrupt: bool = False) -> tuple:
-    """``(train, val, test)`` image datasets of a split listing, images under
-    ``image_root/<split>/``; the listing's summary goes to stderr (the run's log)."""
-    for split in SPLITS:
-        if not (image_root / split).is_dir():
-            raise HafclsError(f"The split listing names {split} images, but {image_root / split} "
-                              "does not exist.", f"lay the images out as {LAYOUT}.")
-    out = []
-    for split in SPLITS:
-        pairs = listing.paths(image_root, split)
-        out.append(ImageFileDataset([p for p, _ in pairs], [label for _, label in pairs],
-                                    hierarchy, req.transform(split), skip_corrupt))
-    print(f"Split listing {listing.summary()}", file=sys.stderr)
-    return tuple(out)
-
-
-def listing_info(listing: SplitListing, source) -> dict:
-    """What a run records about the listing it used (file, sizes, the summary line)."""
-    return {"protocol": "split-listing", "splits": str(source), "listing": listing.summary(),
-            "listing_sizes": listing.sizes()}
 
 
 @register_dataset("tiered-imagenet", image_size=224,
@@ -70,6 +45,6 @@ def build_tiered(req: DatasetRequest):
                           "tiered_imagenet_tree.pkl --trust -o tiered.json.")
     hierarchy = resolve_hierarchy(req.hierarchy)
     listing = tiered_listing(source, hierarchy)
-    train, val, test = datasets_from_listing(listing, root, hierarchy, req,
+    train, val, test = datasets_from_listing(listing, root, hierarchy, req, LAYOUT,
                                              bool(req.options.get("skip_corrupt", False)))
     return hierarchy, train, val, test, listing_info(listing, source)
