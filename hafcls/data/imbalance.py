@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hafcls.data.base import rank_in_class
 from hafcls.errors import HafclsError
 
 # the shot groups are evaluation metrics (metrics layer); re-exported for the data side
@@ -126,11 +127,9 @@ def imbalanced_indices(labels, ratio: float, profile: str = "exponential", rare:
             f"{int(counts[c])}.", f"use n_max <= {int(available.min())}.",
         )
     # a seeded shuffle, then each class's first n_c samples in that order
-    order = np.random.default_rng(seed).permutation(labels.size)
-    order = order[np.argsort(labels[order], kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(available)[:-1]])
+    shuffle = np.random.default_rng(seed).permutation(labels.size)
     rank = np.empty(labels.size, dtype=np.int64)
-    rank[order] = np.arange(labels.size) - starts[labels[order]]
+    rank[shuffle] = rank_in_class(labels[shuffle])
     return np.flatnonzero(rank < counts[labels])
 
 
