@@ -136,8 +136,11 @@ def decision_metrics(probs, targets, hierarchy, decode: str = "argmax",
             depths = torch.from_numpy(hierarchy.node_depths).index_select(0, node)
             out["node_depth"] = float(depths.double().mean())
         decision = node
-    prf = M.hierarchical_prf(y, decision, hierarchy, beta=beta)
-    macro = M.hierarchical_prf(y, decision, hierarchy, average="macro", beta=beta)
+    from hafcls.metrics.hierarchical import prf_average, prf_counts
+
+    counts = prf_counts(y, decision, hierarchy)  # one N x nodes closure for micro and macro
+    prf = prf_average(*counts, "micro", beta)
+    macro = prf_average(*counts, "macro", beta)
     out.update(hP=prf["precision"], hR=prf["recall"], hF=prf["f1"], hF_macro=macro["f1"])
     if decode == "hfbeta":  # the decoder maximises the expected per-sample (macro) hF_β
         out.update(beta=float(beta), hF_beta=prf["f_beta"], hF_beta_macro=macro["f_beta"])
