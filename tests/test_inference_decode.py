@@ -156,3 +156,35 @@ def test_sparse_cost_form_reproduces_cost_and_decisions(seed, monkeypatch):
     risk = probs @ torch.from_numpy(cost).T
     expected = (risk <= risk.min(dim=1, keepdim=True).values + 1e-12).to(torch.uint8).argmax(1)
     assert torch.equal(optimal_node(probs, h, cost), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_node_mass_bottom_up_equals_membership_and_cumulative_forms(seed):
+    # the CPU's bottom-up sums, the cumulative-sum form kept for other devices, and the
+    # definition (classes at or below each node) agree, classes at inner nodes included
+    from hafcls.inference.crm import _Tree
+
+    rng = np.random.default_rng(seed)
+    paths = {}
+    for i in range(12):
+        branches = "".join(rng.integers(0, 3, int(rng.integers(2, 5))).astype(str))
+        paths[f"leaf{i}"] = ["root"] + ["n" + branches[:t + 1] for t in range(len(branches))]
+    paths["inner"] = paths["leaf0"][:-1]  # a class at an inner node
+    h = Hierarchy.from_paths(paths)
+    p = peaked_probs(rng, 50, h.num_classes)
+    tree = _Tree.of(h, "cpu")
+    node_idx, cls_idx = h.membership()
+    member = np.zeros((h.num_nodes, h.num_classes))
+    member[node_idx, cls_idx] = 1
+    want = p.numpy() @ member.T
+    np.testing.assert_allclose(tree.node_mass(p).numpy(), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tree._mass(p, tree.all_nodes).numpy(), want, rtol=0, atol=1e-12)
+
+
+def test_first_near_min_takes_the_lowest_row_within_the_tolerance():
+    from hafcls.inference.decode import _first_near_min
+
+    risk = torch.tensor([[0.5, 0.2, 0.3], [0.1, 0.2 + 1e-14, 0.3], [0.1 + 1e-14, 0.1, 0.3]],
+                        dtype=torch.float64)
+    assert _first_near_min(risk, 1e-12).tolist() == [1, 2, 0]
+    assert _first_near_min(risk, 0.15).tolist() == [1, 0, 0]

@@ -109,6 +109,23 @@ def test_topk_equals_stable_argsort_with_many_ties():
     np.testing.assert_array_equal(got, np.argsort(-floats, axis=1, kind="stable")[:, :5])
 
 
+
+def test_topk_block_prefilter_equals_stable_argsort():
+    # K = 1010, k = 20 takes the block pre-filter (K >= 16 (k + 1), (k + 1) * 64 > K): exact
+    # values, and ties (inside the top k, at its boundary, between block maxima) re-ranked
+    from hafcls.metrics.ranking import _topk
+
+    rng = np.random.default_rng(3)
+    floats = rng.normal(size=(400, 1010)).astype(np.float32)
+    floats[:50] = np.round(floats[:50] * 4) / 4  # coarse values: ties everywhere
+    floats[50:100, 700] = floats[50:100, 3]  # a duplicated column: ties across blocks
+    scores = torch.from_numpy(floats)
+    for k in (20, 40):
+        vals, _ = _topk(scores, k + 1)
+        torch.testing.assert_close(vals, torch.topk(scores, k + 1, dim=1).values, rtol=0, atol=0)
+        want = np.argsort(-floats, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(topk_indices(scores, k).numpy(), want)
+
 def _reference(scores, targets, h, ks):
     """Per-sample pure-Python metrics from root paths (independent of the vectorised code)."""
     paths = [h.path(c) for c in h.classes]

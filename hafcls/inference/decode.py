@@ -37,7 +37,12 @@ _PRUNE_SLACK = 1e-9  # relative to the cost scale: prune only on a clear margin 
 TIE_TOLERANCE = 1e-12  # expected costs this close (relative to the cost scale) are a tie
 
 
-def _probs(probs, hierarchy) -> torch.Tensor:
+def _probs(probs, hierarchy) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated float64 CPU probabilities and their N x 1 row sums.
+
+    Callers normalise one row block at a time (``p[a:b] / total[a:b]``): a block-sized
+    temporary instead of a second N x K copy, which cost as much as a decoder's own work.
+    """
     if not isinstance(hierarchy, Hierarchy):
         raise HafclsError("Decoding needs a Hierarchy (it returns tree nodes).",
                           "pass the hafcls Hierarchy of the classes.")
@@ -45,7 +50,7 @@ def _probs(probs, hierarchy) -> torch.Tensor:
     total = p.sum(dim=1, keepdim=True)
     if p.shape[0] and float(total.min()) <= 0:
         raise HafclsError("A row of probs sums to 0.", "pass probabilities, e.g. softmax(logits).")
-    return p / total
+    return p, total
 
 
 def _under(hierarchy: Hierarchy) -> np.ndarray:
@@ -86,8 +91,8 @@ def _prune_tables(c: np.ndarray, hierarchy: Hierarchy) -> tuple[torch.Tensor, ..
 
 def expected_cost(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
     """N x nodes expected cost ``Σ_l p(l) C[n, l]`` (float64; rows of probs normalised)."""
-    p = _probs(probs, hierarchy)
-    return p @ torch.from_numpy(_check_cost(cost, hierarchy)).T
+    p, total = _probs(probs, hierarchy)
+    return (p @ torch.from_numpy(_check_cost(cost, hierarchy)).T).div_(total)
 
 
 def optimal_node(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
@@ -98,7 +103,7 @@ def optimal_node(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
     sums cannot split a true tie) go to the lower node index. See the module docstring for the
     exact pruning.
     """
-    p = _probs(probs, hierarchy)
+    p, total = _probs(probs, hierarchy)
     c = _check_cost(cost, hierarchy)
     g_in, g_sib, g_out, parent = _prune_tables(c, hierarchy)
     slack = _PRUNE_SLACK * max(1.0, float(np.abs(c).max()))
@@ -109,24 +114,32 @@ def optimal_node(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
     rows = max(1, _BLOCK_ELEMENTS // max(hierarchy.num_nodes, hierarchy.num_classes))
     increments = sparse_cost(c, hierarchy)
     for start in range(0, p.shape[0], rows):
-        block = p[start:start + rows]
-        mass = tree.node_mass(block)
+        block = p[start:start + rows] / total[start:start + rows]
+        mass = tree.node_mass_t(block)  # nodes x B: reductions over nodes run along rows
         if increments is not None:  # tree-shaped cost: E = δ · node probabilities, sparse
-            risk = (increments @ mass.T).T
-            near = risk <= risk.min(dim=1, keepdim=True).values + tie
-            out[start:start + rows] = near.to(torch.uint8).argmax(dim=1)
+            out[start:start + rows] = _first_near_min(increments @ mass, tie)
             continue
-        pn, pa = mass[:, 1:], mass.index_select(1, parent)
-        bound = pn * g_in + (pa - pn) * g_sib + (1 - pa) * g_out
+        pn, pa = mass[1:], mass.index_select(0, parent)
+        bound = pn * g_in[:, None] + (pa - pn) * g_sib[:, None] + (1 - pa) * g_out[:, None]
         keep = torch.ones_like(mass, dtype=torch.bool)
-        keep[:, 1:] = bound <= slack  # the root always stays
-        cols = keep.any(dim=0).nonzero()[:, 0]  # ascending: argmin's first hit = lower index
-        risk = block @ cost_t.index_select(0, cols).T
-        risk.masked_fill_(~keep.index_select(1, cols), float("inf"))
-        # ties within rounding of the minimum go to the lower node index (first hit)
-        near = risk <= risk.min(dim=1, keepdim=True).values + tie
-        out[start:start + rows] = cols[near.to(torch.uint8).argmax(dim=1)]
+        keep[1:] = bound <= slack  # the root always stays
+        kept = keep.any(dim=1).nonzero()[:, 0]  # ascending: the first hit is the lower index
+        risk = cost_t.index_select(0, kept) @ block.T  # kept nodes x B
+        risk.masked_fill_(~keep.index_select(0, kept), float("inf"))
+        out[start:start + rows] = kept[_first_near_min(risk, tie)]
     return out
+
+
+def _first_near_min(risk: torch.Tensor, tie: float) -> torch.Tensor:
+    """Per column of ``risk`` (nodes x B), the first row within ``tie`` of the column's minimum:
+    ties within rounding go to the lower node index.
+
+    As the smallest row index among the near-minimal entries: two ``amin`` reductions over
+    dim 0 run ~4x faster on the CPU than ``min``/``argmax`` with indices along that dim.
+    """
+    rows = torch.arange(risk.shape[0], dtype=torch.int32, device=risk.device)[:, None]
+    near = risk <= risk.amin(dim=0) + tie
+    return torch.where(near, rows, risk.shape[0]).amin(dim=0).long()
 
 
 def _set_sizes(hierarchy: Hierarchy, count_root: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +159,7 @@ def hfbeta_decode(probs, hierarchy: Hierarchy, beta: float = 1.0, count_root: bo
     """
     if not np.isfinite(beta) or beta <= 0:
         raise HafclsError(f"beta must be a finite number > 0, got {beta!r}.", "pass beta=1.0.")
-    p = _probs(probs, hierarchy)
+    p, total = _probs(probs, hierarchy)
     b2 = float(beta) ** 2
     size, deepest = _set_sizes(hierarchy, count_root)
     if count_root:
@@ -164,7 +177,7 @@ def hfbeta_decode(probs, hierarchy: Hierarchy, beta: float = 1.0, count_root: bo
     rows = max(1, _BLOCK_ELEMENTS // (nodes * len(depths)))
     size_t = torch.from_numpy(size)
     for start in range(0, n, rows):
-        block = p[start:start + rows]
+        block = p[start:start + rows] / total[start:start + rows]
         mass = tree.node_mass(block)
         ok = mass >= threshold
         m = int(ok.sum(dim=1).max())

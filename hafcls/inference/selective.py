@@ -40,7 +40,7 @@ def risk_coverage(probs, targets, hierarchy) -> dict:
     under risk as a function of coverage (trapezoids, coverage from 0 at the root to its value at
     τ = 0). Arrays are float64 numpy arrays.
     """
-    p = _probs(probs, hierarchy)
+    p, total = _probs(probs, hierarchy)
     n = p.shape[0]
     y = as_targets(targets, n, hierarchy.num_classes, "cpu")
     anc = torch.from_numpy(hierarchy.ancestor_matrix)
@@ -49,8 +49,9 @@ def risk_coverage(probs, targets, hierarchy) -> dict:
     path = anc.index_select(0, top)  # N x (H+1); below a class's depth it repeats itself
     own = depth_of.index_select(0, torch.from_numpy(hierarchy.class_nodes)[top])
     tree = _Tree.of(hierarchy, "cpu")
-    mass = torch.cat([tree.node_mass(p[i:i + 4096]).gather(1, path[i:i + 4096])
-                      for i in range(0, n, 4096)])
+    rows = max(1, (1 << 20) // hierarchy.num_nodes)  # cache-sized node-mass blocks
+    mass = torch.cat([tree.node_mass(p[i:i + rows] / total[i:i + rows]).gather(1, path[i:i + rows])
+                      for i in range(0, n, rows)])
     truth = anc.index_select(0, y)
     correct = (path == truth).double()  # node on the true path at its depth
     cov = _coverage(hierarchy)[path]

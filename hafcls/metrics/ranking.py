@@ -39,7 +39,7 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     if k < 1:
         raise HafclsError(f"k must be >= 1, got {k}.", "ask for at least one class.")
     m = min(k + 1, num_classes)
-    vals, idx = torch.topk(scores, m, dim=1, largest=True, sorted=True)
+    vals, idx = _topk(scores, m)
     suspect = torch.zeros(n, dtype=torch.bool, device=scores.device)
     if m > k:
         suspect |= vals[:, k - 1] == vals[:, k]
@@ -52,6 +52,33 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
         idx[rows] = _exact_topk(scores.index_select(0, rows), vals.index_select(0, rows)[:, k - 1],
                                 k)
     return idx
+
+
+def _topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(scores, m)`` (values exact; indices exact up to ties, which the caller
+    re-ranks), with a block pre-filter on the CPU where torch's own selection is slow.
+
+    For m * 64 > K torch's CPU topk runs a full selection per row (~5 ns per score). Instead:
+    the maximum of each block of b scores (one fast pass), the m best blocks, then topk over
+    their m * b scores only. Every score above the m-th best block maximum lies in one of the
+    chosen blocks, so the m best values are exact; a score outside them can only *equal* the
+    m-th value, which :func:`topk_indices` already treats as a tie. ~1.7x faster at K = 1,010,
+    m = 21 (scripts/bench_eval_speed.py).
+    """
+    n, num_classes = scores.shape
+    block = max(2, round((num_classes / (2 * m)) ** 0.5))  # balances the two topk calls
+    if scores.device.type != "cpu" or m * 64 <= num_classes or num_classes < 16 * m or n == 0:
+        return torch.topk(scores, m, dim=1, largest=True, sorted=True)
+    blocks = num_classes // block
+    main = blocks * block
+    maxima = scores[:, :main].view(n, blocks, block).amax(dim=2)
+    best = torch.topk(maxima, m, dim=1, sorted=False).indices
+    cols = (best.unsqueeze(2) * block + torch.arange(block)).view(n, m * block)
+    if main < num_classes:  # the last, partial block is always a candidate
+        tail = torch.arange(main, num_classes).expand(n, num_classes - main)
+        cols = torch.cat([cols, tail], dim=1)
+    vals, pick = torch.topk(scores.gather(1, cols), m, dim=1, largest=True, sorted=True)
+    return vals, cols.gather(1, pick)
 
 
 def _exact_topk(scores: torch.Tensor, kth: torch.Tensor, k: int) -> torch.Tensor:
