@@ -24,8 +24,11 @@ distance matrix) and stored as float32. ``max_error`` is computed blockwise in
 float64, except for the exact tree frame, where it is evaluated through the tree in O(#nodes)
 (:meth:`TreeSimilarity.factor_error`; equal to the realised maximum up to float64 rounding)
 instead of a d x K x K product. The dense weight is written once in its final dtype from the sparse
-factor. At 21,841 classes the two float32 arrays (S: 1.8 GiB, W: d x K = 2.3 GiB) are the peak
-(``scripts/bench_frames.py`` measures it); ``with_similarity=False`` skips S.
+factor. The K x K float32 S is kept in ``Frame.similarity`` only when it is small: by default
+(``with_similarity="auto"``) up to :data:`SIMILARITY_MAX_BYTES` (256 MiB, K <= 8,192), so at
+21,841 classes the default frame holds W alone (d x K float32, 2.3 GiB) instead of W and S
+(4.1 GiB; ``scripts/bench_frames.py`` measures both). Nothing in training needs S: the HAFrame loss
+takes the same targets from the uint8 class distances (:meth:`HAFrameLoss.from_frame`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,22 @@ from hafcls.frames.tree import TreeFactor, TreeSimilarity
 from hafcls.hierarchy import Hierarchy
 
 METHODS = ("eigh", "tree")
+# the largest K x K float32 target kept by default: 256 MiB, i.e. up to K = 8,192 classes
+SIMILARITY_MAX_BYTES = 256 * 2**20
+
+
+def keeps_similarity(with_similarity, num_classes: int) -> bool:
+    """Whether a frame of ``num_classes`` classes keeps its K x K S under ``with_similarity``
+    (``True``, ``False`` or ``"auto"``: keep it when its float32 copy fits
+    :data:`SIMILARITY_MAX_BYTES`)."""
+    if isinstance(with_similarity, (bool, np.bool_)):
+        return bool(with_similarity)
+    if with_similarity == "auto":
+        return 4 * int(num_classes) ** 2 <= SIMILARITY_MAX_BYTES
+    raise HafclsError(
+        f"with_similarity must be True, False or 'auto', got {with_similarity!r}.",
+        "leave it out ('auto': S kept up to 8,192 classes), or pass True / False.",
+    )
 
 
 def _check_dim(dim) -> int | None:
@@ -66,7 +85,7 @@ def haframe(
     *,
     distance: str = "published",
     dtype: torch.dtype = torch.float32,
-    with_similarity: bool = True,
+    with_similarity: bool | str = "auto",
 ) -> Frame:
     """Build a Hierarchy-Aware Frame for ``hierarchy``.
 
@@ -92,15 +111,18 @@ def haframe(
         dtype of ``weight``: ``torch.float32`` (default, what models use) or ``torch.float64``
         (the float64 construction itself, for checks).
     with_similarity:
-        Keep the K x K float32 target in ``Frame.similarity`` (default). ``False`` leaves it
-        ``None`` and never materialises it for the exact tree frame, which at 21,841 classes
-        halves the memory (the loss then takes ``HAFrameLoss.from_distance``).
+        Keep the K x K float32 target in ``Frame.similarity``: ``"auto"`` (default) keeps it when
+        it takes at most 256 MiB (K <= 8,192), ``True`` always, ``False`` never. A frame without S
+        has the same weight and ``max_error``; the tree method then never materialises S (at
+        21,841 classes 2.3 GiB instead of 4.1 GiB), and the loss takes the same targets from the
+        class distances (``HAFrameLoss.from_frame(frame, hierarchy)``).
 
     Returns
     -------
     Frame
-        ``weight`` d x K float32 with unit columns, ``similarity`` the K x K target (float32),
-        ``max_error = max |W^T W - S|`` of the float64 construction.
+        ``weight`` d x K float32 with unit columns, ``similarity`` the K x K target (float32)
+        or ``None`` (see ``with_similarity``), ``max_error = max |W^T W - S|`` of the float64
+        construction.
     """
     start = time.perf_counter()
     gamma = check_gamma(gamma)
@@ -111,6 +133,7 @@ def haframe(
         raise HafclsError(f"dtype must be torch.float32 or torch.float64, got {dtype}.",
                           "leave dtype out for float32.")
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    keeps_similarity(with_similarity, 0)  # a bad value fails before any work
     is_tree = isinstance(hierarchy, Hierarchy)
     if method == "tree" and not is_tree:
         raise HafclsError(
@@ -118,16 +141,15 @@ def haframe(
             "pass the Hierarchy, or use method='eigh' with a distance matrix.",
         )
     src = as_source(hierarchy, distance)
+    keep = keeps_similarity(with_similarity, src.num_classes)
     s, rule = resolve_s_min(src, gamma, s_min)
     rng = np.random.default_rng(seed)
     if method == "eigh":
         weight, target, err, info = _build_eigh(src, gamma, s, dim, rng, np_dtype)
         factor = None
     else:
-        weight, target, err, info, factor = _build_tree(
-            src, gamma, s, dim, rng, np_dtype, with_similarity
-        )
-    if not with_similarity:
+        weight, target, err, info, factor = _build_tree(src, gamma, s, dim, rng, np_dtype, keep)
+    if not keep:
         target = None
     info = {"s_min_rule": rule, "distance": distance if is_tree else "matrix", **info}
     info["build_seconds"] = time.perf_counter() - start
@@ -187,20 +209,22 @@ def _build_tree(tree: TreeSimilarity, gamma, s, dim, rng, dtype, with_similarity
             "method='eigh' for an exact frame in dim >= K dimensions.",
         )
     weight, low_info = _low_dim(tree, fac, gamma, s, dim, rng)
-    target, err, mean_err = _target_and_gram_error(tree, gamma, s, weight)
+    target, err, mean_err = _target_and_gram_error(tree, gamma, s, weight, with_similarity)
     info = {"num_coordinates": d_tree, **low_info, "mean_error": mean_err}
     return weight.astype(dtype, copy=False), target, err, info, None
 
 
-def _target_and_gram_error(tree: TreeSimilarity, gamma, s, weight: np.ndarray):
-    """The float32 target S, ``max |W^T W - S|`` and its mean, for a dense float64 weight."""
+def _target_and_gram_error(tree: TreeSimilarity, gamma, s, weight: np.ndarray, keep=True):
+    """The float32 target S (``None`` unless ``keep``), ``max |W^T W - S|`` and its mean, for
+    a dense float64 weight; S is produced block-wise either way."""
     k = tree.num_classes
-    target = np.empty((k, k), dtype=np.float32)
+    target = np.empty((k, k), dtype=np.float32) if keep else None
     worst, total = 0.0, 0.0
     for rows, srow in tree.similarity_rows(gamma, s):
         err = np.abs(weight[:, rows].T @ weight - srow)
         worst, total = max(worst, float(err.max())), total + float(err.sum())
-        target[rows] = srow
+        if keep:
+            target[rows] = srow
     return target, worst, total / k**2
 
 

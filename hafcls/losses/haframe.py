@@ -5,6 +5,11 @@
 The cosines come from the logits the head already computed: ``cos(w_c, h) = (Wᵀh)_c / (‖w_c‖‖h‖)``
 with ``‖w_c‖ = 1`` for frames (or the column norms of ``frame_weight`` when given). ``‖h‖`` is
 smoothed as ``sqrt(‖h‖² + eps)`` so that a zero feature has cosine 0 and finite gradients.
+
+The targets ``S[y_b, :]`` come from a dense K x K S, or (:meth:`HAFrameLoss.from_distance`, and
+:meth:`HAFrameLoss.from_frame` for a frame built without S, the default above 8,192 classes) from
+the uint8 class distances through a lookup table of the d_max + 1 values of S: the same float32
+numbers, so the two forms give bit-identical losses and gradients.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hafcls.errors import HafclsError
-from hafcls.frames.similarity import similarity_from_distance
+from hafcls.frames.similarity import DISTANCES, similarity_from_distance
 from hafcls.losses.hierarchical import class_distances
 
 
@@ -26,7 +31,8 @@ class HAFrameLoss(nn.Module):
     ----------
     similarity:
         The K x K target cosines S (``Frame.similarity``). For large K build the loss with
-        :meth:`from_distance` instead, which keeps only the uint8 distances and a lookup table.
+        :meth:`from_frame` or :meth:`from_distance` instead, which keep only the uint8 distances
+        and a lookup table.
     alpha:
         Weight of the cosine term, in [0, 1].
     frame_weight:
@@ -72,11 +78,50 @@ class HAFrameLoss(nn.Module):
         loss = cls(None, alpha, frame_weight)
         d = class_distances(hierarchy_or_distance)
         d_max = int(d.max())
-        # one lookup value per distance, from the frames' own similarity function
-        lut = similarity_from_distance(
-            torch.arange(d_max + 1, dtype=torch.float64), float(gamma), float(s_min), d_max
-        )
-        loss.distance, loss.lut = d, lut.float()
+        # one lookup value per distance, from the frames' own similarity function and in numpy
+        # like the frame's S, so the float32 targets are the very numbers of Frame.similarity
+        lut = similarity_from_distance(np.arange(d_max + 1), float(gamma), float(s_min), d_max)
+        loss.distance, loss.lut = d, torch.from_numpy(lut).float()
+        return loss
+
+    @classmethod
+    def from_frame(cls, frame, hierarchy=None, alpha: float = 0.5) -> HAFrameLoss:
+        """The loss for a HAFrame :class:`~hafcls.frames.Frame`: its S when the frame kept one,
+        else the same targets from ``hierarchy`` (or the K x K distance matrix the frame was
+        built from) by :meth:`from_distance`, with the frame's γ, s_min and distance kind."""
+        if frame.similarity is not None:
+            return cls(frame.similarity, alpha, frame_weight=frame.weight)
+        if frame.kind != "haframe" or frame.gamma is None or frame.s_min is None:
+            raise HafclsError(
+                f"A {frame.kind!r} frame without target cosines S has no HAFrame loss target.",
+                "use a HAFrame (hafcls.frames.haframe), or pass the target S to HAFrameLoss.",
+            )
+        if hierarchy is None:
+            raise HafclsError(
+                f"This frame ({frame.num_classes} classes) carries no target cosines S, so the "
+                "loss needs the hierarchy to compute them.",
+                "pass hierarchy= (the one the frame was built for), or rebuild the frame with "
+                "haframe(..., with_similarity=True).",
+            )
+        kind = (frame.info or {}).get("distance", "published")
+        if hasattr(hierarchy, "distance_matrix"):
+            if frame.fingerprint is not None and hierarchy.fingerprint() != frame.fingerprint:
+                raise HafclsError(
+                    "The hierarchy is not the one the frame was built for (fingerprints differ).",
+                    "pass the frame's own hierarchy.",
+                )
+            if kind not in DISTANCES:
+                raise HafclsError(
+                    f"The frame was built from a distance matrix ({kind!r}), not a hierarchy.",
+                    "pass that K x K distance matrix as hierarchy=.",
+                )
+            hierarchy = hierarchy.distance_matrix(kind)
+        loss = cls.from_distance(hierarchy, frame.gamma, frame.s_min, alpha, frame.weight)
+        if loss.num_classes != frame.num_classes:
+            raise HafclsError(
+                f"The distances cover {loss.num_classes} classes, the frame {frame.num_classes}.",
+                "pass the hierarchy the frame was built for.",
+            )
         return loss
 
     @property
