@@ -68,6 +68,23 @@ def test_auto_above_the_budget_drops_s_and_nothing_else(tree, tiny_budget, metho
     assert bare.to_metadata()["has_similarity"] is False
 
 
+# ---------------------------------------------------------------------- distances from the tree
+@pytest.mark.parametrize("name", ["small", "imagenet-1k"])
+@pytest.mark.parametrize("distance", ["published", "lca_height"])
+def test_tree_distances_equal_the_distance_matrix(tree, name, distance):
+    from hafcls.frames import TreeSimilarity
+    from hafcls.hierarchy import load
+
+    h = tree if name == "small" else load(name)
+    got = TreeSimilarity(h, distance).distances()
+    want = h.distance_matrix(distance)
+    assert got.dtype == np.uint8 and np.array_equal(got, want)
+    # the loss built from the hierarchy and from the matrix hold the same distances and table
+    a = HAFrameLoss.from_distance(h, 2.0, -0.1, distance=distance)
+    b = HAFrameLoss.from_distance(want, 2.0, -0.1)
+    assert torch.equal(a.distance, b.distance) and torch.equal(a.lut, b.lut)
+
+
 # ---------------------------------------------------------------------- loss: distances == S
 def _inputs(frame, seed=0, batch=12):
     g = torch.Generator().manual_seed(seed)
@@ -158,3 +175,13 @@ def test_method_trains_a_step_with_a_frame_without_s(tree, tiny_budget):
     opt.step()
     after = [p.detach() for p in model.parameters() if p.requires_grad]
     assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_column_norms_match_torch():
+    from hafcls.losses.haframe import column_norms
+
+    g = torch.Generator().manual_seed(1)
+    for shape in [(7, 5), (300, 1000), (2, 3000)]:
+        w = torch.randn(*shape, generator=g) * 3
+        torch.testing.assert_close(column_norms(w), w.norm(dim=0), rtol=1e-6, atol=0)
+    assert column_norms(w.double()).dtype == torch.float32

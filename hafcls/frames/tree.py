@@ -296,9 +296,21 @@ class TreeSimilarity:
         (a stack of ``depth`` rows, not one per node), so the work is one K-row copy per internal
         node plus the K x K output, written once.
         """
+        return self._fill_by_lca(self.g(gamma, s_min).astype(dtype), 1.0)
+
+    def distances(self) -> np.ndarray:
+        """The K x K class distances ``delta(LCA(i, j))`` (zero diagonal), uint8 (int16 above
+        255, as in the losses): equal to ``hierarchy.distance_matrix(distance)``, but filled like
+        :meth:`similarity` (one K-row copy per internal node, no K x K temporary)."""
+        top = int(self.delta.max())
+        dtype = np.uint8 if top <= np.iinfo(np.uint8).max else np.int16
+        return self._fill_by_lca(self.delta.astype(dtype), 0)
+
+    def _fill_by_lca(self, gv: np.ndarray, diagonal) -> np.ndarray:
+        """K x K ``gv[LCA(i, j)]`` off the diagonal, ``diagonal`` on it, in ``gv``'s dtype."""
         k = self.num_classes
+        dtype = gv.dtype
         out = empty((k, k), dtype)
-        gv = self.g(gamma, s_min).astype(dtype)
         nodes, levels, lo, hi = self._internal_preorder()
         att_sorted, att_start = self._classes_by_attach()
         stack = np.empty((int(levels.max()) + 1, k), dtype=dtype)
@@ -313,7 +325,7 @@ class TreeSimilarity:
             cls = att_sorted[att_start[v] : att_start[v + 1]]
             if len(cls):
                 out[cls] = row
-        out[np.arange(k), np.arange(k)] = 1.0
+        out[np.arange(k), np.arange(k)] = diagonal
         return out
 
     def _internal_preorder(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -24,8 +24,10 @@ ALPHA = Option("alpha", float, 0.0, 1.0, default=0.4, help="Weight of the cosine
 
 
 def build_haframe_loss(method: Method, head, hierarchy) -> HAFrameLoss:
-    """Targets from the hierarchy and the frame's (γ, s_min) when both are known (exact, and
-    K x K never materialised); otherwise the frame's own Gram matrix of unit columns."""
+    """Targets from the hierarchy and the frame's (γ, s_min) when both are known (the frame's
+    own S to the last bit, from uint8 distances filled from the tree: no K x K float matrix, so
+    a frame built without S, the default above 8,192 classes, trains the same); otherwise the
+    frame's own Gram matrix of unit columns."""
     alpha = method.loss_kwargs["alpha"]
     frame = head.class_vectors()
     meta = frame_metadata(head)
@@ -34,8 +36,8 @@ def build_haframe_loss(method: Method, head, hierarchy) -> HAFrameLoss:
     if hierarchy is not None and gamma is not None and s_min is not None and kind in (
         "published", "lca_height"
     ):
-        distance = hierarchy.distance_matrix(kind)
-        return HAFrameLoss.from_distance(distance, gamma, s_min, alpha, frame_weight=frame)
+        return HAFrameLoss.from_distance(hierarchy, gamma, s_min, alpha, frame_weight=frame,
+                                         distance=kind)
     unit = frame.detach().float()
     unit = unit / unit.norm(dim=0, keepdim=True).clamp_min(1e-12)
     return HAFrameLoss(unit.t() @ unit, alpha, frame_weight=frame)
