@@ -170,6 +170,9 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=(),
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]),
               help="Mixed precision (fp16 needs CUDA).  [default: none]")
 @click.option("--channels-last", is_flag=True, default=None, help="NHWC memory format.")
+@click.option("--compile", "compile", is_flag=True, default=None,
+              help="torch.compile the training step (model + loss; the first steps compile, "
+                   "CPU needs a C++ compiler).  [default: off]")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.  [default: auto]")
 @click.option("--seed", type=int, help="Seed of initialisation, data order and augmentation.")
 @click.option("--deterministic", is_flag=True, default=None,

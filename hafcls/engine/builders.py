@@ -122,7 +122,8 @@ def make_eval_loader(dataset, config: TrainConfig, info: D.DistInfo,
     sampler = D.ShardSampler(len(dataset), info.rank, info.world_size)
     return DataLoader(dataset, batch_size=config.eval_batch, sampler=sampler,
                       num_workers=config.workers, drop_last=False,
-                      pin_memory=device.type == "cuda", collate_fn=collate_skip_corrupt)
+                      pin_memory=device.type == "cuda", collate_fn=collate_skip_corrupt,
+                      persistent_workers=config.workers > 0)  # validation runs every epoch
 
 
 def normalisation(bundle) -> dict:

@@ -104,6 +104,7 @@ class TrainConfig:
     # ---- runtime
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
+    compile: bool = False                 # torch.compile the training step (model + loss)
     device: str = "auto"                  # auto, cpu, cuda, cuda:N
     seed: int = 0
     deterministic: bool = False           # torch.use_deterministic_algorithms

@@ -166,6 +166,8 @@ class Trainer(CheckpointMixin):
             self.step_module = nn.parallel.DistributedDataParallel(step, device_ids=ids)
         else:
             self.step_module = step
+        if cfg.compile:  # the training step only: checkpoints and evaluation use self.model
+            self.step_module = torch.compile(self.step_module)
         # different dropout / drop-path draws per rank, same model init everywhere
         seed_everything(cfg.seed + 7919 * self.info.rank)
 
@@ -179,6 +181,7 @@ class Trainer(CheckpointMixin):
         if self.steps_per_epoch == 0:
             raise HafclsError(f"The training set ({n_train} images) is too small for batches of "
                               f"{cfg.batch_size} per process.", "lower --batch-size.")
+        self.train_loader = self._train_loader()
         self.val_loader = (make_eval_loader(self.data.val, cfg, self.info, self.device)
                            if self.data.val is not None else None)
         self.meta = checkpoint_meta(cfg, self.model, self.method, self.data)
@@ -191,7 +194,10 @@ class Trainer(CheckpointMixin):
             D.SeededDataset(self.data.train), batch_size=cfg.batch_size, sampler=self.sampler,
             num_workers=cfg.workers, drop_last=self.drop_last,
             pin_memory=self.device.type == "cuda", collate_fn=collate_skip_corrupt,
-            persistent_workers=False,
+            # one loader for the whole run, its workers kept between epochs (no per-epoch start
+            # up): items are (index, seed) pairs seeded per sample by SeededDataset, so the
+            # workers' own random state never reaches the data and resume stays exact
+            persistent_workers=cfg.workers > 0,
             # the loader draws its workers' base seed from this generator, not from the global
             # random state: a draw there would shift every dropout mask after a mid-epoch resume
             generator=torch.Generator().manual_seed(cfg.seed),
@@ -254,7 +260,7 @@ class Trainer(CheckpointMixin):
         set_lr(self.optimizer, lr_factor(epoch, cfg))
         self.sampler.set_epoch(epoch, start=start_step * cfg.batch_size)
         self.step_module.train()
-        loader = self._train_loader()
+        loader = self.train_loader
         bar = self._bar(loader, f"epoch {epoch + 1}/{cfg.epochs}", initial=start_step)
         tic = time.perf_counter()
         step = start_step

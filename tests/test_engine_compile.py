@@ -1,0 +1,49 @@
+"""--compile: the engine compiles its training step (model + loss) and nothing else; weights,
+checkpoints and metrics are those of the eager run.
+
+The test traces with dynamo's "eager" backend (real graph capture, no C++ code generation), so it
+runs in seconds and the numbers must match the eager run exactly; inductor itself is timed by
+scripts/bench_train_loop.py --compile.
+"""
+
+import functools
+import importlib
+
+import torch
+
+from hafcls.engine.checkpoint import load_checkpoint
+from hafcls.engine.train import train
+
+train_module = importlib.import_module("hafcls.engine.train")
+
+TINY = dict(data="synthetic", image_size=16,
+            data_options={"branching": [2, 2], "per_class": {"train": 10, "val": 3, "test": 3}},
+            method="haframe", model="test_resnet", epochs=1, batch_size=8, workers=0,
+            progress=False, lr=0.05, seed=3)
+
+
+def test_compiled_step_trains_the_same_weights(tmp_path, monkeypatch):
+    compiled = []
+    real = torch.compile
+
+    def record(module, **kwargs):
+        compiled.append(type(module).__name__)
+        return real(module, backend="eager", **kwargs)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(dict(TINY, output=str(tmp_path / "eager")))
+        monkeypatch.setattr(train_module.torch, "compile", functools.partial(record))
+        result = train(dict(TINY, output=str(tmp_path / "compiled"), compile=True))
+    finally:
+        torch.set_num_threads(before)
+        torch._dynamo.reset()
+    assert compiled == ["TrainStep"]  # the model + loss step, once per run
+    eager = load_checkpoint(tmp_path / "eager" / "checkpoints" / "last.pt")["model"]
+    comp = load_checkpoint(tmp_path / "compiled" / "checkpoints" / "last.pt")["model"]
+    assert eager.keys() == comp.keys()  # plain names: no "_orig_mod." from the wrapper
+    for key in eager:
+        if torch.is_tensor(eager[key]):
+            torch.testing.assert_close(comp[key], eager[key], rtol=1e-6, atol=1e-7, msg=key)
+    assert 0.0 <= result["test"]["top1"] <= 1.0
