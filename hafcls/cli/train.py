@@ -178,6 +178,9 @@ def resolve_config(explicit: dict, config_file: Path | None, assignments=(),
 @click.option("--deterministic", is_flag=True, default=None,
               help="torch.use_deterministic_algorithms (slower on GPU).")
 @click.option("--workers", type=int, help="DataLoader workers per process.  [default: 2]")
+@click.option("--threads", type=int,
+              help="torch threads for the model (e.g. CPU cores minus --workers; more threads "
+                   "than free cores spin-wait).  [default: torch's choice]")
 @click.option("--select-metric",
               help="Validation metric choosing best.pt: top1 (default), hierdist@1, "
                    "mistake_severity, loss, ... (lower is better for distances).")

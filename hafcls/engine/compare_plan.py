@@ -17,7 +17,7 @@ from hafcls.errors import HafclsError
 # config keys that change how a run is executed, not what it trains
 RUNTIME_KEYS = frozenset({"workers", "progress", "device", "checkpoint_every", "eval_batch_size",
                           "resume", "output", "data_dir", "download", "deterministic",
-                          "compile"})
+                          "compile", "threads"})
 
 Log = Callable[[str], None]
 

@@ -49,6 +49,7 @@ FIELD_OPTIONS = (
     Option("lr_backbone", float, 0.0, None, "neither", nullable=True),
     Option("grad_clip", float, 0.0, None, "neither", nullable=True),
     Option("weight_decay", float, 0.0), Option("workers", int, 0),
+    Option("threads", int, 1, nullable=True),
     Option("warmup_epochs", int, 0), Option("checkpoint_every", int, 0),
     Option("momentum", float, 0.0, 1.0, "left", help="0.9 in the paper"),
     Option("min_lr", float, 0.0, 1.0, help="a fraction of the peak LR"),
@@ -109,6 +110,7 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False           # torch.use_deterministic_algorithms
     workers: int = 2                      # DataLoader workers per process
+    threads: int | None = None            # torch intra-op threads (default: torch's choice)
     select_metric: str = "top1"           # validation metric choosing best.pt
     checkpoint_every: int = 0             # also write last.pt every N steps (0: per epoch only)
     progress: bool = True                 # tqdm bars (rank 0 only)

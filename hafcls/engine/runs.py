@@ -34,7 +34,7 @@ from hafcls.io import atomic_write_text
 # options that may change when a run is resumed: they do not change what is being trained
 RESUMABLE_CHANGES = frozenset({
     "epochs", "workers", "progress", "device", "checkpoint_every", "eval_batch_size", "resume",
-    "output", "data_dir", "download", "deterministic", "compile",
+    "output", "data_dir", "download", "deterministic", "compile", "threads",
 })
 # data_options that may change on resume (how unreadable images are handled)
 RESUMABLE_DATA_OPTIONS = frozenset({"skip_corrupt"})

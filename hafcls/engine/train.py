@@ -131,6 +131,8 @@ class Trainer(CheckpointMixin):
         if cfg.amp == "fp16" and self.device.type != "cuda":
             raise HafclsError("--amp fp16 needs a CUDA device.",
                               "use --amp bf16 on the CPU, or --amp none.")
+        if cfg.threads:  # fewer threads than cores left to the loader workers: no spin-waits
+            torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         self.data = build_data(cfg, self.info)
         self.hierarchy = self.data.hierarchy

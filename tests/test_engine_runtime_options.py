@@ -1,5 +1,7 @@
-"""--compile: the engine compiles its training step (model + loss) and nothing else; weights,
-checkpoints and metrics are those of the eager run.
+"""Runtime options that change how a run executes, not what it trains.
+
+--compile: the engine compiles its training step (model + loss) and nothing else; weights,
+checkpoints and metrics are those of the eager run. --threads: the model's torch threads.
 
 The test traces with dynamo's "eager" backend (real graph capture, no C++ code generation), so it
 runs in seconds and the numbers must match the eager run exactly; inductor itself is timed by
@@ -9,10 +11,13 @@ scripts/bench_train_loop.py --compile.
 import functools
 import importlib
 
+import pytest
 import torch
 
 from hafcls.engine.checkpoint import load_checkpoint
+from hafcls.engine.config import TrainConfig
 from hafcls.engine.train import train
+from hafcls.errors import HafclsError
 
 train_module = importlib.import_module("hafcls.engine.train")
 
@@ -47,3 +52,15 @@ def test_compiled_step_trains_the_same_weights(tmp_path, monkeypatch):
         if torch.is_tensor(eager[key]):
             torch.testing.assert_close(comp[key], eager[key], rtol=1e-6, atol=1e-7, msg=key)
     assert 0.0 <= result["test"]["top1"] <= 1.0
+
+
+def test_threads_option_sets_torch_threads_and_is_checked(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train(dict(TINY, output=str(tmp_path / "run"), threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(HafclsError, match="threads"):
+        TrainConfig().update({"threads": 0})
