@@ -185,3 +185,16 @@ def test_column_norms_match_torch():
         w = torch.randn(*shape, generator=g) * 3
         torch.testing.assert_close(column_norms(w), w.norm(dim=0), rtol=1e-6, atol=0)
     assert column_norms(w.double()).dtype == torch.float32
+
+
+def test_frame_command_stores_s_by_the_auto_rule_or_the_flag(tmp_path, tiny_budget):
+    from safetensors import safe_open
+
+    from cli_helpers import invoke
+
+    for flags, stored in (((), False), (("--similarity",), True), (("--no-similarity",), False)):
+        out = tmp_path / f"frame{len(flags)}{stored}.safetensors"
+        result = invoke("frame", "fashion-mnist", "--method", "tree", *flags, "-o", out)
+        assert result.exit_code == 0, result.output
+        with safe_open(str(out), "pt") as f:
+            assert ("similarity" in f.keys()) is stored, flags

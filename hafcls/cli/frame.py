@@ -35,11 +35,12 @@ def _parse_s_min(value: str):
 @click.option("--distance", type=click.Choice(["published", "lca_height"]), default="published",
               show_default=True, help="Class distance the target cosines decay with.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rotation.")
-@click.option("--no-similarity", is_flag=True,
-              help="Do not store the K x K target cosines in the file (smaller for large K).")
+@click.option("--similarity/--no-similarity", default=None,
+              help="Build and store the K x K target cosines S. Default: only up to 8,192 "
+                   "classes (S alone is 1.9 GB at 21k; the loss recomputes it from distances).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Frame file to write (safetensors).")
-def command(hierarchy, gamma, s_min, method, dim, distance, seed, no_similarity, output):
+def command(hierarchy, gamma, s_min, method, dim, distance, seed, similarity, output):
     """Build a Hierarchy-Aware Frame for HIERARCHY (a shipped name or a file) and save it."""
     from hafcls.frames import haframe
     from hafcls.hierarchy import load
@@ -50,9 +51,10 @@ def command(hierarchy, gamma, s_min, method, dim, distance, seed, no_similarity,
                    "--method tree gives an exact frame in seconds.", err=True)
     start = time.perf_counter()
     frame = haframe(h, gamma=gamma, s_min=_parse_s_min(s_min), method=method, dim=dim,
-                    seed=seed, distance=distance)
+                    seed=seed, distance=distance,
+                    with_similarity="auto" if similarity is None else similarity)
     seconds = time.perf_counter() - start
-    frame.save(output, include_similarity=not no_similarity)
+    frame.save(output)
     rule = frame.info.get("s_min_rule")
     click.echo(f"classes K:    {frame.num_classes}")
     click.echo(f"dimension d:  {frame.dim}")
