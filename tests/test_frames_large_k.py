@@ -188,9 +188,8 @@ def test_column_norms_match_torch():
 
 
 def test_frame_command_stores_s_by_the_auto_rule_or_the_flag(tmp_path, tiny_budget):
-    from safetensors import safe_open
-
     from cli_helpers import invoke
+    from safetensors import safe_open
 
     for flags, stored in (((), False), (("--similarity",), True), (("--no-similarity",), False)):
         out = tmp_path / f"frame{len(flags)}{stored}.safetensors"
