@@ -2,8 +2,10 @@
 
 Both loops train the same method's model (``hafcls.get_method(...).create_model``) on the same
 synthetic dataset (``hafcls.data.build_datasets("synthetic")``), batch size, DataLoader workers and
-torch threads, for ``--epochs`` epochs; the figure is the last epoch's images/s (the first pays
-for warm-up), counting each step's data wait as the engine does. The data loader alone (no model)
+torch threads, for ``--epochs`` epochs; a run's figure is the median images/s of its epochs after
+the first (which pays for warm-up and compilation), counting each step's data wait as the engine
+does. The two loops run ``--repeats`` times in alternating order and the ratio is the median of
+the per-pair ratios, with their range. The data loader alone (no model)
 is timed beside them, so loading is seen not to be the bottleneck. Variants: ``--channels-last``,
 ``--amp bf16`` (CPU autocast) and ``--compile`` (``torch.compile`` in both loops: the plain loop's
 model, the engine's ``--compile``, which compiles its model + loss step). The engine keeps its
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +47,12 @@ def engine_images_per_s(args, out_dir: str) -> float:
            "progress": False,
            "output": out_dir, "seed": 0, "device": "cpu"}, log=lambda msg: None)
     lines = (Path(out_dir) / "metrics.jsonl").read_text().splitlines()
-    return float(json.loads(lines[-1])["train"]["img_per_s"])
+    return after_warmup([float(json.loads(line)["train"]["img_per_s"]) for line in lines])
+
+
+def after_warmup(per_epoch: list[float]) -> float:
+    """Median images/s of the epochs after the first (all of them if there is only one)."""
+    return statistics.median(per_epoch[1:] or per_epoch)
 
 
 def data(args):
@@ -79,6 +87,7 @@ def plain_images_per_s(args, hierarchy, loader) -> float:
     forward = torch.compile(model) if args.compile else model
     amp = (torch.autocast("cpu", dtype=torch.bfloat16) if args.amp == "bf16"
            else contextlib.nullcontext())
+    per_epoch = []
     for _ in range(args.epochs):
         count, seconds, tic = 0, 0.0, time.perf_counter()
         for images, targets in loader:
@@ -94,7 +103,8 @@ def plain_images_per_s(args, hierarchy, loader) -> float:
             count += len(targets)
             seconds += time.perf_counter() - tic
             tic = time.perf_counter()
-    return count / seconds
+        per_epoch.append(count / seconds)
+    return after_warmup(per_epoch)
 
 
 def main(argv=None) -> dict:
@@ -102,12 +112,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--method", default="haframe")
     ap.add_argument("--per-class", type=int, default=16, help="train images per class (36)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=0,
                     help="DataLoader workers (default 0: on 2 cores a worker process competes "
                     "with the model)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--amp", choices=("none", "bf16"), default="none")
+    ap.add_argument("--repeats", type=int, default=3, help="plain/engine run pairs")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile both loops (the plain model; the engine's --compile)")
     args = ap.parse_args(argv)
@@ -115,22 +126,31 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     hierarchy, loader = data(args)
     loader_ips = loader_images_per_s(loader, args.epochs)
-    plain = plain_images_per_s(args, hierarchy, loader)
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = engine_images_per_s(args, tmp)
+    plains, engines = [], []
+    for r in range(args.repeats):  # alternating order (PE, EP, ...): load drift hits both alike
+        for which in (("plain", "engine") if r % 2 == 0 else ("engine", "plain")):
+            if which == "plain":
+                plains.append(plain_images_per_s(args, hierarchy, loader))
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    engines.append(engine_images_per_s(args, tmp))
+    ratios = sorted(e / p for e, p in zip(engines, plains))
+    plain, engine = statistics.median(plains), statistics.median(engines)
+    ratio = statistics.median(ratios)
     result = {"model": args.model, "method": args.method, "image_size": args.image_size,
               "batch_size": args.batch_size, "workers": args.workers,
               "threads": torch.get_num_threads(), "channels_last": args.channels_last,
               "amp": args.amp, "compile": args.compile, "loader_img_per_s": loader_ips,
               "plain_img_per_s": plain, "engine_img_per_s": engine,
-              "ratio_engine_over_plain": engine / plain,
+              "ratio_engine_over_plain": ratio, "ratios": ratios,
               "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
     print(f"{args.model} {args.method}, {args.image_size} px, batch {args.batch_size}, "
           f"{args.workers} workers, {result['threads']} threads, channels_last="
           f"{args.channels_last}, amp={args.amp}, compile={args.compile}; load "
           f"{load_start[0]:.1f} -> {result['loadavg_end'][0]:.1f}")
     print(f"  loader alone {loader_ips:8.0f} img/s   plain loop {plain:7.1f} img/s   "
-          f"hafcls engine {engine:7.1f} img/s   engine / plain {engine / plain:.3f}")
+          f"hafcls engine {engine:7.1f} img/s   engine / plain {ratio:.3f} (median of "
+          f"{len(ratios)} alternating pairs, range {ratios[0]:.3f}-{ratios[-1]:.3f})")
     return write_json(result, args.json)
 
 
