@@ -125,6 +125,11 @@ def test_topk_block_prefilter_equals_stable_argsort():
         torch.testing.assert_close(vals, torch.topk(scores, k + 1, dim=1).values, rtol=0, atol=0)
         want = np.argsort(-floats, axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(topk_indices(scores, k).numpy(), want)
+    for k, col in ((20, 500), (40, 1009)):  # a NaN inside a block, in the partial last block
+        bad = scores.clone()
+        bad[7, col] = float("nan")
+        with pytest.raises(HafclsError, match="NaN"):
+            topk_indices(bad, k)
 
 def _reference(scores, targets, h, ks):
     """Per-sample pure-Python metrics from root paths (independent of the vectorised code)."""

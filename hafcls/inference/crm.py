@@ -172,17 +172,20 @@ class _Tree:
         return out.addcmul_(probs, weight, value=1 if negate else -1)
 
 
-def _as_probs(probs, num_classes: int) -> torch.Tensor:
+def _as_probs(probs, num_classes: int, return_totals: bool = False):
+    """Checked probabilities (float32 or float64); with ``return_totals`` also their float64
+    row sums, from the same pass that checks for NaN and infinities."""
     probs = as_scores(probs, num_classes, name="probs")
     if probs.dtype not in (torch.float32, torch.float64):
         probs = probs.float()
-    if not bool(torch.isfinite(probs.sum())) and not bool(torch.isfinite(probs).all()):
+    totals = probs.sum(dim=1, dtype=torch.float64)
+    if not bool(torch.isfinite(totals).all()) and not bool(torch.isfinite(probs).all()):
         raise HafclsError("probs contain NaN or infinite values.",
                           "pass finite probabilities, e.g. softmax(logits).")
     if probs.numel() and float(probs.min()) < 0:
         raise HafclsError("probs contain negative values; these look like logits.",
                           "pass probabilities, e.g. logits.softmax(dim=1).")
-    return probs
+    return (probs, totals) if return_totals else probs
 
 
 def _like_input(result: torch.Tensor, original):

@@ -32,7 +32,7 @@ from hafcls.inference.node_cost import sparse_cost
 from hafcls.metrics.hierarchical import node_ancestors
 from hafcls.metrics.inputs import derived_tables
 
-_BLOCK_ELEMENTS = 1 << 20
+_BLOCK_ELEMENTS = 1 << 19  # nodes x B float64 blocks of ~4 MB: the passes over them stay in cache
 _PRUNE_SLACK = 1e-9  # relative to the cost scale: prune only on a clear margin over rounding
 TIE_TOLERANCE = 1e-12  # expected costs this close (relative to the cost scale) are a tie
 
@@ -46,8 +46,8 @@ def _probs(probs, hierarchy) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(hierarchy, Hierarchy):
         raise HafclsError("Decoding needs a Hierarchy (it returns tree nodes).",
                           "pass the hafcls Hierarchy of the classes.")
-    p = _as_probs(probs, hierarchy.num_classes).cpu().double()
-    total = p.sum(dim=1, keepdim=True)
+    p, total = _as_probs(probs, hierarchy.num_classes, return_totals=True)
+    p, total = p.cpu().double(), total.cpu()[:, None]
     if p.shape[0] and float(total.min()) <= 0:
         raise HafclsError("A row of probs sums to 0.", "pass probabilities, e.g. softmax(logits).")
     return p, total
@@ -114,11 +114,14 @@ def optimal_node(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
     rows = max(1, _BLOCK_ELEMENTS // max(hierarchy.num_nodes, hierarchy.num_classes))
     increments = sparse_cost(c, hierarchy)
     for start in range(0, p.shape[0], rows):
-        block = p[start:start + rows] / total[start:start + rows]
-        mass = tree.node_mass_t(block)  # nodes x B: reductions over nodes run along rows
+        block, block_total = p[start:start + rows], total[start:start + rows, 0]
         if increments is not None:  # tree-shaped cost: E = δ · node probabilities, sparse
-            out[start:start + rows] = _first_near_min(increments @ mass, tie)
+            # E is linear in p: unnormalised masses give total x E, so the tie scales instead
+            mass = tree.node_mass_t(block)  # nodes x B: reductions over nodes run along rows
+            out[start:start + rows] = _first_near_min(increments @ mass, tie * block_total)
             continue
+        block = block / block_total[:, None]
+        mass = tree.node_mass_t(block)
         pn, pa = mass[1:], mass.index_select(0, parent)
         bound = pn * g_in[:, None] + (pa - pn) * g_sib[:, None] + (1 - pa) * g_out[:, None]
         keep = torch.ones_like(mass, dtype=torch.bool)
@@ -130,9 +133,9 @@ def optimal_node(probs, hierarchy: Hierarchy, cost) -> torch.Tensor:
     return out
 
 
-def _first_near_min(risk: torch.Tensor, tie: float) -> torch.Tensor:
-    """Per column of ``risk`` (nodes x B), the first row within ``tie`` of the column's minimum:
-    ties within rounding go to the lower node index.
+def _first_near_min(risk: torch.Tensor, tie) -> torch.Tensor:
+    """Per column of ``risk`` (nodes x B), the first row within ``tie`` (a number, or one per
+    column) of the column's minimum: ties within rounding go to the lower node index.
 
     As the smallest row index among the near-minimal entries: two ``amin`` reductions over
     dim 0 run ~4x faster on the CPU than ``min``/``argmax`` with indices along that dim.

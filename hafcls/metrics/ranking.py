@@ -33,13 +33,12 @@ def topk_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     exactly; for continuous scores such rows are rare and the cost is one ``topk``.
     """
     scores = as_scores(scores)
-    _check_finite(scores)
     n, num_classes = scores.shape
     k = min(int(k), num_classes)
     if k < 1:
         raise HafclsError(f"k must be >= 1, got {k}.", "ask for at least one class.")
     m = min(k + 1, num_classes)
-    vals, idx = _topk(scores, m)
+    vals, idx = _topk(scores, m)  # refuses NaN scores
     suspect = torch.zeros(n, dtype=torch.bool, device=scores.device)
     if m > k:
         suspect |= vals[:, k - 1] == vals[:, k]
@@ -68,10 +67,13 @@ def _topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
     n, num_classes = scores.shape
     block = max(2, round((num_classes / (2 * m)) ** 0.5))  # balances the two topk calls
     if scores.device.type != "cpu" or m * 64 <= num_classes or num_classes < 16 * m or n == 0:
+        _check_finite(scores)
         return torch.topk(scores, m, dim=1, largest=True, sorted=True)
     blocks = num_classes // block
     main = blocks * block
     maxima = scores[:, :main].view(n, blocks, block).amax(dim=2)
+    _check_finite(maxima)  # a block's maximum is NaN when the block holds one: no extra pass
+    _check_finite(scores[:, main:])
     best = torch.topk(maxima, m, dim=1, sorted=False).indices
     cols = (best.unsqueeze(2) * block + torch.arange(block)).view(n, m * block)
     if main < num_classes:  # the last, partial block is always a candidate
