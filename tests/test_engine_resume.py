@@ -143,6 +143,15 @@ def test_seeded_dataset_makes_augmentation_a_function_of_the_sample_seed():
     ds[(0, 7)]
     # in the main process the caller's RNG stream is left as it was
     assert torch.equal(torch.get_rng_state(), before)
+    # a batch (the DataLoader's __getitems__) equals its items loaded one by one, and also
+    # leaves the caller's streams alone (saved and restored once per batch)
+    state = (random.getstate(), np.random.get_state()[1].copy())
+    batch = ds.__getitems__([(1, 1234), (0, 7), (2, 99)])
+    assert torch.equal(batch[0][0], first)
+    for (index, seed), (values, i) in zip([(0, 7), (2, 99)], batch[1:]):
+        assert i == index and torch.equal(values, ds[(index, seed)][0])
+    assert torch.equal(torch.get_rng_state(), before)
+    assert random.getstate() == state[0] and np.array_equal(np.random.get_state()[1], state[1])
 
 
 # ---------------------------------------------------------------------- exact resume

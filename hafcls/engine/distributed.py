@@ -199,34 +199,37 @@ class SeededDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, item):
-        if not isinstance(item, tuple):
-            return self.dataset[item]
-        index, seed = item
-        if getattr(self.dataset, "seeded_items", False):  # seeds each sample itself
-            return self.dataset[item]
+        return self.__getitems__([item])[0]
+
+    def __getitems__(self, items):
+        """A whole batch at once. A dataset that takes ``(index, seed)`` items itself (the
+        in-memory datasets) gets the batch: one vectorised transform, each sample still
+        augmented from its own seed, so batches equal item-by-item loading and resume stays
+        exact. Otherwise each item is loaded with the RNGs seeded from its seed; in the
+        training process their state is saved and restored once per batch (~130 us a time,
+        as long as the rest of an item's seeding and loading)."""
+        if getattr(self.dataset, "seeded_items", False):
+            return self.dataset.__getitems__(items)
+        if not any(isinstance(item, tuple) for item in items):
+            return [self.dataset[item] for item in items]
         in_main = get_worker_info() is None
         if in_main:  # loading in the training process: leave its RNG streams untouched
             saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.default_generator.manual_seed(seed)  # CPU only: CUDA streams stay untouched
         try:
-            return self.dataset[index]
+            return [self._seeded(item) if isinstance(item, tuple) else self.dataset[item]
+                    for item in items]
         finally:
             if in_main:
                 random.setstate(saved[0])
                 np.random.set_state(saved[1])
                 torch.set_rng_state(saved[2])
 
-
-    def __getitems__(self, items):
-        """A whole batch at once when the dataset takes ``(index, seed)`` items itself (the
-        in-memory datasets: one vectorised transform per batch, each sample still augmented
-        from its own seed, so batches are identical to item-by-item loading and resume stays
-        exact); otherwise item by item."""
-        if getattr(self.dataset, "seeded_items", False):
-            return self.dataset.__getitems__(items)
-        return [self[i] for i in items]
+    def _seeded(self, item):
+        index, seed = item
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.default_generator.manual_seed(seed)  # CPU only: CUDA streams stay untouched
+        return self.dataset[index]
 
 
 class ShardSampler(Sampler[int]):
