@@ -64,3 +64,39 @@ def test_threads_option_sets_torch_threads_and_is_checked(tmp_path):
         torch.set_num_threads(before)
     with pytest.raises(HafclsError, match="threads"):
         TrainConfig().update({"threads": 0})
+
+
+def test_analysis_under_bf16_ranks_the_float32_head_like_the_engine(tmp_path, monkeypatch):
+    # under AMP evaluation scores float32 head logits; the comparison's analysis must score the
+    # same logits (bf16 logits tie and reorder the ranking). The run trains in float32 (bf16
+    # backward on this CPU gives sporadic NaN gradients, which the engine refuses) and its best
+    # checkpoint is then marked as a bf16 run, as if it had trained under AMP.
+    from hafcls.engine import analysis, builders
+    from hafcls.engine.checkpoint import save_checkpoint
+    from hafcls.engine.evaluate import evaluate_checkpoint
+
+    run = tmp_path / "run"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(dict(TINY, output=str(run)))
+        best = run / "checkpoints" / "best.pt"
+        state = load_checkpoint(best)
+        meta = state.pop("meta")
+        meta["config"]["amp"] = "bf16"
+        save_checkpoint(best, state, meta)
+        calls = []
+        real = builders.forward_float32_head
+
+        def counted(model, images):
+            calls.append(torch.is_autocast_enabled("cpu"))
+            return real(model, images)
+
+        monkeypatch.setattr(builders, "forward_float32_head", counted)
+        result = analysis.analyse_run(run, device="cpu", workers=0)
+        engine = evaluate_checkpoint(run, device="cpu", workers=0)
+    finally:
+        torch.set_num_threads(before)
+    assert calls and all(calls)  # every batch of both, inside the bf16 autocast region
+    for key in ("top1", "hierdist@1", "hierdist@5", "hops"):
+        assert result["metrics"][key] == pytest.approx(engine[key]), key

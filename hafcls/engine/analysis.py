@@ -136,6 +136,7 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
     from hafcls.engine.builders import (
         autocast_context,
         build_data,
+        forward_float32_head,
         make_eval_loader,
         match_backbone_transforms,
         model_from_checkpoint,
@@ -180,8 +181,9 @@ def _score_checkpoint(ckpt_path: Path, device: str, max_k: int, workers, batch_s
             targets = targets.to(dev)
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            # the head in float32 under AMP, as in training and evaluation: the same rankings
             with autocast_context(config.amp, dev):
-                logits, features = model(images, return_features=True)
+                logits, features = forward_float32_head(model, images)
             acc.update(score(logits.float()), targets, features.float())
     result = acc.result()
     result.update(method=config.method, seed=config.seed, split=split, data=config.data,
