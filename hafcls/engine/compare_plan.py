@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from hafcls.engine.config import TrainConfig
-from hafcls.engine.runs import RunFolder
+from hafcls.engine.runs import RESUMABLE_CHANGES, RunFolder
 from hafcls.errors import HafclsError
 
-# config keys that change how a run is executed, not what it trains
-RUNTIME_KEYS = frozenset({"workers", "progress", "device", "checkpoint_every", "eval_batch_size",
-                          "resume", "output", "data_dir", "download", "deterministic",
-                          "compile", "threads"})
+# config keys that change how a run is executed, not what it trains: those a resume may change,
+# except the epoch count, which a comparison fixes
+RUNTIME_KEYS = RESUMABLE_CHANGES - {"epochs"}
 
 Log = Callable[[str], None]
 

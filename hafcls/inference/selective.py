@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hafcls.inference.crm import _Tree
-from hafcls.inference.decode import _probs
+from hafcls.inference.decode import _BLOCK_ELEMENTS, _probs
 from hafcls.metrics.inputs import as_targets
 
 
@@ -49,7 +49,7 @@ def risk_coverage(probs, targets, hierarchy) -> dict:
     path = anc.index_select(0, top)  # N x (H+1); below a class's depth it repeats itself
     own = depth_of.index_select(0, torch.from_numpy(hierarchy.class_nodes)[top])
     tree = _Tree.of(hierarchy, "cpu")
-    rows = max(1, (1 << 20) // hierarchy.num_nodes)  # cache-sized node-mass blocks
+    rows = max(1, _BLOCK_ELEMENTS // hierarchy.num_nodes)  # the decoders' node-mass blocks
     mass = torch.cat([tree.node_mass(p[i:i + rows] / total[i:i + rows]).gather(1, path[i:i + rows])
                       for i in range(0, n, rows)])
     truth = anc.index_select(0, y)
